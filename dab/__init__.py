@@ -1,0 +1,1 @@
+"""dab package (see README)."""

@@ -1,0 +1,1 @@
+"""Experiment framework: launcher, training loop, data, optimizers, checkpoints, reproduction."""

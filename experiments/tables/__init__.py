@@ -1,0 +1,1 @@
+"""Reproduction tables, one module per paper; each calls experiments.reproduce.register."""

@@ -1,0 +1,1 @@
+"""optnets package (see README)."""

@@ -1,0 +1,1 @@
+"""softtransfer package (see README)."""

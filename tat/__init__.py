@@ -1,0 +1,1 @@
+"""tat package (see README)."""
