@@ -1,0 +1,143 @@
+"""Optimizers behind one interface, so the training loop never branches on them.
+
+An `Updater` holds the compiled data-parallel update:
+
+    opt_state = updater.init(params, state, rng, batch)
+    params, state, opt_state, metrics = updater.update(params, state, opt_state, rng, batch, step)
+
+All arguments carry a leading local-device axis (params, state and opt_state
+replicated, rng and batch sharded). `sgd`, `adam`, `rmsprop` and `lars` are
+optax transformations stepped by one `jax.pmap`-ed function (gradients
+averaged with `lax.pmean`); `kfac` is `kfac_jax.Optimizer`, which compiles its
+own multi-device step.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from experiments import schedules
+
+AXIS = "batch"
+KFAC_AXIS = "kfac_axis"
+OPTIMIZERS = ("sgd", "adam", "rmsprop", "lars", "kfac")
+
+
+def axis_name(opt_config: ml_collections.ConfigDict) -> str:
+  return KFAC_AXIS if opt_config.name == "kfac" else AXIS
+
+
+def build_optax(opt_config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
+  c = opt_config
+  momentum = c.momentum or None
+  if c.name == "sgd":
+    tx = optax.sgd(schedule, momentum=momentum, nesterov=c.nesterov)
+  elif c.name == "adam":
+    tx = optax.adam(schedule, b1=c.b1, b2=c.b2, eps=c.eps)
+  elif c.name == "rmsprop":
+    tx = optax.rmsprop(schedule, decay=c.decay, eps=c.eps, momentum=momentum, nesterov=c.nesterov)
+  elif c.name == "lars":
+    # L2 is in the loss (weights only); LARS' own decay stays off.
+    tx = optax.lars(schedule, weight_decay=0.0, trust_coefficient=c.trust_coefficient,
+                    momentum=c.momentum, nesterov=c.nesterov)
+  else:
+    raise ValueError(f"Unknown optimizer {c.name!r}; expected one of {', '.join(OPTIMIZERS)}.")
+  if c.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(c.grad_clip_norm), tx)
+  return tx
+
+
+class OptaxUpdater:
+  """A pmapped optax step: value_and_grad, pmean of gradients, update."""
+
+  def __init__(self, loss_fn: Callable, tx: optax.GradientTransformation, schedule: optax.Schedule):
+
+    def update(params, state, opt_state, rng, batch):
+      (_, (state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, rng, batch)
+      grads = jax.lax.pmean(grads, AXIS)
+      metrics = jax.lax.pmean(metrics, AXIS)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      params = optax.apply_updates(params, updates)
+      metrics["learning_rate"] = schedule(batch["step"])
+      return params, state, opt_state, metrics
+
+    self._update = jax.pmap(update, axis_name=AXIS, donate_argnums=(0, 1, 2))
+    self._init = jax.pmap(tx.init, axis_name=AXIS)
+
+  def init(self, params, state, rng, batch):
+    return self._init(params)
+
+  def update(self, params, state, opt_state, rng, batch, step: int):
+    return self._update(params, state, opt_state, rng, batch)
+
+
+class KfacUpdater:
+  """kfac_jax.Optimizer (multi-device) behind the Updater interface."""
+
+  def __init__(self, loss_fn: Callable, opt_config: ml_collections.ConfigDict,
+               schedule: optax.Schedule, warmup_batches: Callable[[], Iterator[Any]]):
+    import kfac_jax
+    k = opt_config.kfac
+    self._warmup_batches = warmup_batches
+    self._num_burnin_steps = k.num_burnin_steps
+    momentum = opt_config.momentum
+    self._schedule = schedule
+    self._opt = kfac_jax.Optimizer(
+        value_and_grad_func=jax.value_and_grad(loss_fn, has_aux=True),
+        l2_reg=0.0,  # L2 on weights only is part of the loss
+        value_func_has_aux=True,
+        value_func_has_state=True,
+        value_func_has_rng=True,
+        use_adaptive_learning_rate=k.use_adaptive_learning_rate,
+        learning_rate_schedule=None if k.use_adaptive_learning_rate else schedule,
+        use_adaptive_momentum=k.use_adaptive_momentum,
+        momentum_schedule=None if k.use_adaptive_momentum else (lambda step: jnp.asarray(momentum, jnp.float32)),
+        use_adaptive_damping=k.use_adaptive_damping,
+        damping_schedule=None if k.use_adaptive_damping else (lambda step: jnp.asarray(k.damping, jnp.float32)),
+        initial_damping=k.damping if k.use_adaptive_damping else None,
+        norm_constraint=k.norm_constraint or None,
+        num_burnin_steps=k.num_burnin_steps,
+        estimation_mode=k.estimation_mode,
+        curvature_ema=k.curvature_ema,
+        curvature_update_period=k.curvature_update_period,
+        inverse_update_period=k.inverse_update_period,
+        multi_device=True,
+        pmap_axis_name=KFAC_AXIS,
+        batch_size_extractor=lambda batch: batch["inputs"].shape[0],
+    )
+
+  def init(self, params, state, rng, batch):
+    return self._opt.init(params, rng, batch, state)
+
+  def update(self, params, state, opt_state, rng, batch, step: int):
+    if step == 0 and self._num_burnin_steps > 0:
+      # Curvature burn-in draws its own batches (a separate deterministic
+      # stream), then the step's batch: the step -> batch mapping is unchanged.
+      burnin = itertools.islice(self._warmup_batches(), self._num_burnin_steps)
+      inputs = {"data_iterator": itertools.chain(burnin, [batch])}
+    else:
+      inputs = {"batch": batch}
+    params, opt_state, state, stats = self._opt.step(
+        params, opt_state, rng, func_state=state, global_step_int=step, **inputs)
+    metrics = dict(stats["aux"])
+    metrics["learning_rate"] = stats["learning_rate"]
+    return params, state, opt_state, metrics
+
+
+def build_updater(config: ml_collections.ConfigDict, loss_fn: Callable,
+                  warmup_batches: Callable[[], Iterator[Any]]) -> Any:
+  """The optimizer named by config.optimizer.name.
+
+  `warmup_batches()` returns device batches from a stream separate from the
+  training batches (K-FAC's curvature burn-in uses them).
+  """
+  schedule = schedules.build_schedule(config.optimizer, config.train_steps)
+  if config.optimizer.name == "kfac":
+    return KfacUpdater(loss_fn, config.optimizer, schedule, warmup_batches)
+  return OptaxUpdater(loss_fn, build_optax(config.optimizer, schedule), schedule)

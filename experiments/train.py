@@ -1,0 +1,268 @@
+"""The training loop: init, one compiled train step, eval, logging, checkpoints.
+
+`run(config, workdir)` trains (or resumes) the experiment described by a
+resolved config and returns summary.json's content. It is data-parallel over
+the local devices with `jax.pmap` and over hosts with `jax.distributed`: each
+process feeds its slice of every global batch, only process 0 writes files
+other than checkpoints (which orbax coordinates).
+
+Determinism: the batch and the random keys of step k are functions of
+(seed, k) only, so a resumed run continues exactly like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import os
+import signal
+import threading
+import time
+import warnings
+from typing import Any, Iterator
+
+import logging as pylogging
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from experiments import checkpoint
+from experiments import config_lib
+from experiments import data
+from experiments import metrics as metrics_lib
+from experiments import model_lib
+from experiments import optimizers
+
+
+logging = pylogging.getLogger("experiments")
+# kfac-jax donates buffers that XLA on CPU cannot always reuse; harmless.
+warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+
+
+class TrainingDiverged(FloatingPointError):
+  """The loss became NaN or infinite; names the step and the last good checkpoint."""
+
+
+class _PreemptionFlag:
+  """SIGTERM sets a flag that the loop checks between steps (no host sync)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    logging.warning("SIGTERM received: saving a checkpoint after the current step.")
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def resolve_config(config: ml_collections.ConfigDict, dataset: data.Dataset) -> ml_collections.ConfigDict:
+  """A resolved copy: epochs converted to steps with this dataset's epoch length."""
+  config = copy.deepcopy(config)
+  config_lib.resolve_epochs(config, lambda: dataset.steps_per_epoch(config.batch_size))
+  return config
+
+
+def _unreplicate(tree):
+  return jax.tree.map(lambda x: x[0], tree)
+
+
+def _step_keys(base_key, step: int, device_ids: np.ndarray) -> np.ndarray:
+  """Per-device PRNG keys of a step: fold_in(fold_in(key, step), global device id)."""
+  key = jax.random.fold_in(base_key, step)
+  return np.asarray(jax.vmap(lambda d: jax.random.fold_in(key, d))(device_ids))
+
+
+def _mean_records(records: list[dict]) -> dict:
+  out = {}
+  for k in records[-1]:
+    values = [r[k] for r in records if k in r]
+    out[k] = values[-1] if k == "learning_rate" else float(np.mean(values))
+  return out
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains or resumes `config` in `workdir`; returns the summary dict."""
+  process_index, process_count = jax.process_index(), jax.process_count()
+  chief = process_index == 0
+  devices = jax.local_devices()
+  num_devices = len(devices)
+  global_devices = num_devices * process_count
+  if chief:
+    os.makedirs(workdir, exist_ok=True)
+
+  dataset = data.get_dataset(config)
+  config = resolve_config(config, dataset)
+  for key in ("batch_size", "eval_batch_size"):
+    if config[key] % global_devices:
+      raise ValueError(f"config.{key}={config[key]} is not divisible by the {global_devices} devices "
+                       f"({process_count} process(es) x {num_devices} local devices).")
+  if not set(config.eval_splits) <= set(dataset.splits) | {"train"}:
+    raise ValueError(f"config.eval_splits={tuple(config.eval_splits)} but {dataset.name!r} has "
+                     f"splits {dataset.splits}.")
+  total = config.train_steps
+  if chief:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+  writer = metrics_lib.MetricsWriter(workdir, enabled=chief)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  base_key = jax.random.PRNGKey(config.seed)
+  init_key, train_key, eval_key = jax.random.split(base_key, 3)
+  device_ids = np.arange(num_devices) + process_index * num_devices
+
+  with model_lib.precision_policy(config.precision), _PreemptionFlag() as preemption:
+    model = model_lib.build_model(config.model)
+    is_kfac = config.optimizer.name == "kfac"
+    axis = optimizers.axis_name(config.optimizer)
+    loss_fn = model_lib.make_loss_fn(model, config, axis, register_for_kfac=is_kfac)
+    def warmup_batches():
+      stream = dataset.train_batches(config.batch_size, config.seed + 7919, 0, process_index, process_count)
+      for step, host_batch in enumerate(stream):
+        batch = data.shard_for_pmap(host_batch, num_devices)
+        batch["step"] = np.zeros((num_devices,), np.int32)
+        yield put(batch)
+
+    put = lambda tree: jax.tree.map(lambda x: jax.device_put_sharded(list(x), devices), tree)
+    updater = optimizers.build_updater(config, loss_fn, warmup_batches)
+    eval_step = jax.pmap(model_lib.make_eval_fn(model, config, optimizers.AXIS),
+                         axis_name=optimizers.AXIS)
+
+    start = ckpt.latest_step() or 0
+    start = min(start, total)
+    host_batches = dataset.train_batches(config.batch_size, config.seed, start,
+                                         process_index, process_count)
+    first = next(host_batches)
+
+    def device_item(host_batch, step):
+      batch = data.shard_for_pmap(host_batch, num_devices)
+      batch["step"] = np.full((num_devices,), step, np.int32)
+      return batch, _step_keys(train_key, step, device_ids)
+
+    first_batch, first_keys = device_item(first, start)
+    params, state = jax.jit(model.init, static_argnames="is_training")(
+        init_key, first_batch["inputs"][0], is_training=True, step=jnp.int32(0))
+    replicate = lambda tree: jax.device_put_replicated(tree, devices)
+    params_r, state_r = replicate(params), replicate(state)
+    put = lambda tree: jax.tree.map(lambda x: jax.device_put_sharded(list(x), devices), tree)
+    opt_state_r = updater.init(params_r, state_r, replicate(init_key), put(first_batch))
+
+    history: list[dict] = []
+    if start > 0:
+      template = {"params": params, "state": state, "opt_state": _unreplicate(opt_state_r)}
+      restored = ckpt.restore(start, template)
+      params_r, state_r = replicate(restored["params"]), replicate(restored["state"])
+      opt_state_r = replicate(restored["opt_state"])
+      history = [r for r in writer.truncate_after(start) if r["split"] != "train"]
+      logging.info("Resuming %s from step %d (%s).", workdir, start, ckpt.path(start))
+    elif chief and os.path.exists(writer.path):
+      os.remove(writer.path)  # a fresh run in an old workdir without checkpoints
+    del params, state
+    logging.info("Model %s: %s parameters on %d device(s) x %d process(es).", config.model.name,
+                 f"{sum(x.size for x in jax.tree.leaves(params_r)) // num_devices:,}",
+                 num_devices, process_count)
+
+    def evaluate(step: int) -> None:
+      eval_keys = put(_step_keys(eval_key, 0, device_ids))
+      for split in config.eval_splits:
+        sums, stats = None, None
+        for host_batch in dataset.eval_batches(split, config.eval_batch_size // process_count,
+                                               process_index, process_count):
+          batch = data.shard_for_pmap(host_batch, num_devices)
+          batch["step"] = np.full((num_devices,), step, np.int32)
+          s, stats = eval_step(params_r, state_r, eval_keys, put(batch))
+          sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
+        sums = _unreplicate(jax.device_get(sums))
+        count = max(float(sums.pop("count")), 1.0)
+        values = {k: float(v) / count for k, v in sums.items()}
+        history.append(writer.write(step, split, values))
+        logging.info("step %d %s: %s", step, split,
+                     ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
+      if stats:
+        stats = {k: float(v) for k, v in _unreplicate(jax.device_get(stats)).items()}
+        history.append(writer.write(step, "stats", stats))
+
+    last_ckpt = start if start > 0 else None
+
+    def save(step: int) -> None:
+      nonlocal last_ckpt
+      tree = {"params": _unreplicate(params_r), "state": _unreplicate(state_r),
+              "opt_state": _unreplicate(opt_state_r)}
+      ckpt.save(step, tree)
+      last_ckpt = step
+
+    pending: list[tuple[int, Any]] = []
+    clock = {"time": time.time(), "step": start}
+
+    def flush(step: int) -> None:
+      """Host-syncs the pending step metrics: NaN check, progress line, metrics.jsonl."""
+      if not pending:
+        return
+      fetched = jax.device_get([m for _, m in pending])
+      records = [{k: float(np.asarray(v)[0]) for k, v in m.items()} for m in fetched]
+      for (s, _), r in zip(pending, records):
+        if not math.isfinite(r["loss"]):
+          where = (f"{ckpt.path(last_ckpt)} (step {last_ckpt})" if last_ckpt is not None
+                   else "none (no checkpoint was written yet)")
+          raise TrainingDiverged(
+              f"loss became {r['loss']} at step {s} (the update from step {s - 1}); "
+              f"last good checkpoint: {where}. Lower the learning rate or check the "
+              "model/initialization; re-running resumes from that checkpoint.")
+      pending.clear()
+      now = time.time()
+      rate = (step - clock["step"]) / max(now - clock["time"], 1e-9)
+      clock.update(time=now, step=step)
+      values = _mean_records(records)
+      values.update(steps_per_sec=rate, examples_per_sec=rate * config.batch_size)
+      writer.write(step, "train", values)
+      eta = (total - step) / max(rate, 1e-9)
+      logging.info("step %d/%d  loss %.4f  %.2f steps/s  ETA %s", step, total, values["loss"], rate,
+                   time.strftime("%H:%M:%S", time.gmtime(eta)))
+
+    items = (device_item(b, s) for s, b in zip(itertools.count(start), itertools.chain([first], host_batches)))
+    device_items: Iterator[Any] = data.prefetch_to_devices(items, config.dataset.prefetch, devices)
+    step = start
+    while step < total:
+      batch, keys = next(device_items)
+      params_r, state_r, opt_state_r, step_metrics = updater.update(
+          params_r, state_r, opt_state_r, keys, batch, step)
+      step += 1
+      pending.append((step, step_metrics))
+      is_last = step == total
+      do_eval = is_last or (config.eval_every > 0 and step % config.eval_every == 0)
+      do_ckpt = is_last or preemption.requested or (
+          config.checkpoint_every > 0 and step % config.checkpoint_every == 0)
+      if do_eval or do_ckpt or step % max(config.log_every, 1) == 0:
+        flush(step)
+      if do_eval:
+        evaluate(step)
+      if do_ckpt:
+        save(step)
+      if preemption.requested and not is_last:
+        logging.warning("Preempted: checkpoint at step %d in %s; re-run the same command to resume.",
+                        step, ckpt.path(step))
+        writer.close()
+        ckpt.close()
+        raise SystemExit(143)
+    device_items.close()
+
+    if not any(r["step"] == total for r in history):
+      evaluate(total)  # a finished run re-launched: report without training
+    summary = metrics_lib.summarize(history)
+    if chief:
+      metrics_lib.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+    writer.close()
+    ckpt.close()
+  return summary
