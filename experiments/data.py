@@ -294,6 +294,10 @@ def _generated(dcfg, seed):
 # ---------------------------------------------------------------------------
 # TFDS datasets.
 
+# Training-set sizes, used when TFDS metadata is unavailable (mock data in tests).
+_TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000, "cifar100": 50_000,
+                "imagenet2012": 1_281_167}
+
 _TFDS = {
     # name: (tfds name, eval split, per-channel mean, std) in [0, 1] pixel units
     "mnist": ("mnist", "test", (0.1307,), (0.3081,)),
@@ -328,8 +332,9 @@ def _tfds_dataset(name: str, dcfg, seed: int) -> Dataset:
   builder = _tfds_builder(tfds_name, dcfg)
   try:
     num_train = builder.info.splits["train"].num_examples
-  except Exception:  # pragma: no cover - depends on TFDS metadata availability
+  except (KeyError, AttributeError):
     num_train = 0
+  num_train = num_train or _TRAIN_SIZES[name]
 
   def load(split, shuffle):
     try:

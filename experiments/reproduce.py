@@ -1,0 +1,173 @@
+r"""Reproduce a paper table or figure: python -m experiments.reproduce <id> [--quick] --out DIR.
+
+Each registered entry trains the configs behind one table or figure (every run
+in its own workdir under DIR/<id>/, resumed or reused when re-run) and writes
+DIR/<id>.md with the paper's numbers beside the measured ones, plus PNG
+figures where the paper has a figure. `--list` prints the registered ids.
+
+Method packages register entries in experiments/tables/<paper>.py:
+
+    reproduce.register("tat_fig2", title="...", paper="tat", fn=run_fig2)
+
+where `fn(ctx) -> str` returns the markdown body (see experiments/API.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import itertools
+import os
+import pkgutil
+import sys
+import time
+from typing import Any, Callable, Iterable, Sequence
+
+from absl import app
+from absl import flags
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+  id: str
+  title: str
+  paper: str
+  fn: Callable[["Context"], str]
+  description: str = ""
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(id: str, title: str, paper: str, fn: Callable[["Context"], str], description: str = "") -> None:
+  if id in _REGISTRY and _REGISTRY[id].fn is not fn:
+    raise ValueError(f"reproduction id {id!r} is registered twice")
+  _REGISTRY[id] = Entry(id, title, paper, fn, description)
+
+
+def load_all() -> dict[str, Entry]:
+  """Imports every module of experiments.tables (each registers its entries)."""
+  from experiments import tables
+  for module in pkgutil.iter_modules(tables.__path__):
+    importlib.import_module(f"experiments.tables.{module.name}")
+  return dict(sorted(_REGISTRY.items()))
+
+
+@dataclasses.dataclass
+class Context:
+  """What a table function gets: the mode, the output directory, and `train`."""
+  id: str
+  out: str
+  quick: bool
+  runs: list[dict] = dataclasses.field(default_factory=list)
+
+  @property
+  def run_dir(self) -> str:
+    return os.path.join(self.out, self.id)
+
+  def train(self, config: str, overrides: dict[str, Any] | None = None, name: str | None = None,
+            seed: int | None = None) -> dict:
+    """Trains (resumes, or reuses a finished) run; returns its summary.json dict."""
+    from experiments import config_lib
+    from experiments import train
+    overrides = dict(overrides or {})
+    if seed is not None:
+      overrides["seed"] = seed
+    if name is None:
+      name = "_".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(overrides.items())) or "default"
+    workdir = os.path.join(self.run_dir, name)
+    cfg = config_lib.load_config(config, overrides)
+    start = time.time()
+    print(f"[{self.id}] {name}: {config} {overrides}", file=sys.stderr, flush=True)
+    summary = train.run(cfg, workdir)
+    self.runs.append({"name": name, "config": config, "overrides": overrides, "workdir": workdir,
+                      "seconds": time.time() - start, "summary": summary})
+    return summary
+
+  def grid(self, config: str, grid: dict[str, Sequence[Any]], select: str,
+           overrides: dict[str, Any] | None = None, name: str = "grid",
+           seed: int | None = None) -> tuple[dict, dict[str, Any], list[tuple[dict, dict]]]:
+    """Runs every point of a hyperparameter grid in its own workdir.
+
+    `select` is a summary key such as "best.test_accuracy" (higher is better
+    unless the metric is a loss/error/MSE). Returns (best summary, its point,
+    all (point, summary) pairs).
+    """
+    from experiments import metrics
+    keys = sorted(grid)
+    results = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+      point = dict(zip(keys, values))
+      point_name = name + "_" + "_".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
+      summary = self.train(config, {**(overrides or {}), **point}, point_name, seed)
+      results.append((point, summary))
+    section, metric = select.split(".", 1)
+    sign = 1 if metrics.higher_is_better(metric) else -1
+    best_point, best = max(results, key=lambda r: sign * r[1][section][metric])
+    return best, best_point, results
+
+
+def fmt(value: Any, percent: bool = False, digits: int = 2) -> str:
+  """A table cell: '-' for missing, percentages with `digits` decimals, else 4 significant digits."""
+  if value is None:
+    return "-"
+  if isinstance(value, str):
+    return value
+  return f"{100 * value:.{digits}f}" if percent else f"{value:.4g}"
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+  lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+  for row in rows:
+    lines.append("| " + " | ".join(str(c) for c in row) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def run_entry(entry: Entry, out: str, quick: bool) -> str:
+  os.makedirs(out, exist_ok=True)
+  ctx = Context(entry.id, out, quick)
+  start = time.time()
+  body = entry.fn(ctx)
+  minutes = (time.time() - start) / 60
+  mode = "quick (CI-sized budget; not the paper's)" if quick else "full"
+  text = (f"# {entry.title}\n\nPaper: {entry.paper}. Reproduction id `{entry.id}`, mode: {mode}, "
+          f"{len(ctx.runs)} run(s), {minutes:.1f} min.\n\n{body}")
+  if ctx.runs:
+    text += "\nRuns (workdirs hold config.json, metrics.jsonl, summary.json, checkpoints):\n\n"
+    text += markdown_table(["run", "config", "overrides", "minutes"],
+                           [[r["name"], r["config"], r["overrides"] or "", f"{r['seconds'] / 60:.1f}"]
+                            for r in ctx.runs])
+  path = os.path.join(out, f"{entry.id}.md")
+  with open(path, "w") as f:
+    f.write(text)
+  return text
+
+
+_QUICK = flags.DEFINE_bool("quick", False, "Small budgets (minutes on a CPU) instead of the paper's.")
+_OUT = flags.DEFINE_string("out", "runs/reproduce", "Output directory for <id>.md, figures and workdirs.")
+_LIST = flags.DEFINE_bool("list", False, "List the registered reproduction ids and exit.")
+
+
+def main(argv):
+  from experiments import log
+  log.setup()
+  entries = load_all()
+  if _LIST.value or len(argv) < 2:
+    for entry in entries.values():
+      print(f"{entry.id:28s} {entry.paper:13s} {entry.title}")
+    if not _LIST.value:
+      print("\nusage: python -m experiments.reproduce <id> [<id> ...] [--quick] --out DIR", file=sys.stderr)
+    return
+  unknown = [a for a in argv[1:] if a not in entries]
+  if unknown:
+    import difflib
+    hints = {u: difflib.get_close_matches(u, entries, n=3) for u in unknown}
+    raise app.UsageError(f"unknown reproduction id(s) {hints}; see --list")
+  for table_id in argv[1:]:
+    text = run_entry(entries[table_id], _OUT.value, _QUICK.value)
+    print(text)
+    print(f"wrote {os.path.join(_OUT.value, table_id + '.md')}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+  app.run(main)
