@@ -11,6 +11,7 @@ pod); elsewhere pass --coordinator_address=HOST:PORT --num_processes=N
 from __future__ import annotations
 
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -51,5 +52,23 @@ def main(argv):
   print(json.dumps({"final": final}, sort_keys=True))
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, with a clean error for misspelled --config.<key> overrides."""
+  try:
+    return flags.FLAGS(argv)
+  except (AttributeError, KeyError) as e:
+    from experiments import config_lib
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+    keys = [a[len("--config."):] for a in argv if a.startswith("--config.")]
+    message = str(e)
+    if spec:
+      try:
+        config_lib.check_overrides(config_lib.load_config(spec), keys)
+      except KeyError as unknown:
+        message = unknown.args[0]
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

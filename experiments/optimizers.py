@@ -5,7 +5,9 @@ An `Updater` holds the compiled data-parallel update:
     opt_state = updater.init(params, state, rng, batch)
     params, state, opt_state, metrics = updater.update(params, state, opt_state, rng, batch, step)
 
-All arguments carry a leading local-device axis (params, state and opt_state
+`updater.per_device_state` says whether the optimizer state differs between
+devices (then checkpoints keep every device's copy). All arguments carry a
+leading local-device axis (params, state and opt_state
 replicated, rng and batch sharded). `sgd`, `adam`, `rmsprop` and `lars` are
 optax transformations stepped by one `jax.pmap`-ed function (gradients
 averaged with `lax.pmean`); `kfac` is `kfac_jax.Optimizer`, which compiles its
@@ -56,6 +58,9 @@ def build_optax(opt_config: ml_collections.ConfigDict, schedule: optax.Schedule)
 class OptaxUpdater:
   """A pmapped optax step: value_and_grad, pmean of gradients, update."""
 
+  # Optimizer state is identical on every device: checkpoints keep one copy.
+  per_device_state = False
+
   def __init__(self, loss_fn: Callable, tx: optax.GradientTransformation, schedule: optax.Schedule):
 
     def update(params, state, opt_state, rng, batch):
@@ -79,6 +84,10 @@ class OptaxUpdater:
 
 class KfacUpdater:
   """kfac_jax.Optimizer (multi-device) behind the Updater interface."""
+
+  # Curvature statistics are accumulated per device and only synchronized at
+  # inverse updates: checkpoints keep every device's copy for exact resumes.
+  per_device_state = True
 
   def __init__(self, loss_fn: Callable, opt_config: ml_collections.ConfigDict,
                schedule: optax.Schedule, warmup_batches: Callable[[], Iterator[Any]]):

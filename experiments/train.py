@@ -75,8 +75,19 @@ def resolve_config(config: ml_collections.ConfigDict, dataset: data.Dataset) -> 
   return config
 
 
+def _local_copies(tree):
+  """Host copies [local devices, ...] of a pmapped tree (works on multi-host global arrays)."""
+  def get(x):
+    if isinstance(x, jax.Array):
+      shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+      return np.concatenate([np.asarray(s.data) for s in shards])
+    return np.asarray(x)
+  return jax.tree.map(get, tree)
+
+
 def _unreplicate(tree):
-  return jax.tree.map(lambda x: x[0], tree)
+  """The first local device's copy, on the host."""
+  return jax.tree.map(lambda x: x[0], _local_copies(tree))
 
 
 def _step_keys(base_key, step: int, device_ids: np.ndarray) -> np.ndarray:
@@ -102,6 +113,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   global_devices = num_devices * process_count
   if chief:
     os.makedirs(workdir, exist_ok=True)
+  else:
+    logging.setLevel(pylogging.WARNING)  # progress lines come from process 0
 
   dataset = data.get_dataset(config)
   config = resolve_config(config, dataset)
@@ -135,7 +148,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         batch["step"] = np.zeros((num_devices,), np.int32)
         yield put(batch)
 
-    put = lambda tree: jax.tree.map(lambda x: jax.device_put_sharded(list(x), devices), tree)
+    put = lambda tree: data.put_sharded(tree, devices)
     updater = optimizers.build_updater(config, loss_fn, warmup_batches)
     eval_step = jax.pmap(model_lib.make_eval_fn(model, config, optimizers.AXIS),
                          axis_name=optimizers.AXIS)
@@ -154,17 +167,32 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     first_batch, first_keys = device_item(first, start)
     params, state = jax.jit(model.init, static_argnames="is_training")(
         init_key, first_batch["inputs"][0], is_training=True, step=jnp.int32(0))
-    replicate = lambda tree: jax.device_put_replicated(tree, devices)
+    replicate = lambda tree: data.put_replicated(jax.device_get(tree), devices)
     params_r, state_r = replicate(params), replicate(state)
-    put = lambda tree: jax.tree.map(lambda x: jax.device_put_sharded(list(x), devices), tree)
+    put = lambda tree: data.put_sharded(tree, devices)
     opt_state_r = updater.init(params_r, state_r, replicate(init_key), put(first_batch))
+
+    def opt_state_for_checkpoint(opt_state):
+      if not updater.per_device_state:
+        return _unreplicate(opt_state)
+      local = _local_copies(opt_state)  # [local devices, ...]
+      if process_count == 1:
+        return local
+      from jax.experimental import multihost_utils
+      return multihost_utils.process_allgather(local, tiled=True)  # [global devices, ...]
+
+    def opt_state_from_checkpoint(saved):
+      if not updater.per_device_state:
+        return replicate(saved)
+      mine = slice(process_index * num_devices, (process_index + 1) * num_devices)
+      return put(jax.tree.map(lambda x: x[mine], saved))
 
     history: list[dict] = []
     if start > 0:
-      template = {"params": params, "state": state, "opt_state": _unreplicate(opt_state_r)}
+      template = {"params": params, "state": state, "opt_state": opt_state_for_checkpoint(opt_state_r)}
       restored = ckpt.restore(start, template)
       params_r, state_r = replicate(restored["params"]), replicate(restored["state"])
-      opt_state_r = replicate(restored["opt_state"])
+      opt_state_r = opt_state_from_checkpoint(restored["opt_state"])
       history = [r for r in writer.truncate_after(start) if r["split"] != "train"]
       logging.info("Resuming %s from step %d (%s).", workdir, start, ckpt.path(start))
     elif chief and os.path.exists(writer.path):
@@ -183,15 +211,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
           batch = data.shard_for_pmap(host_batch, num_devices)
           batch["step"] = np.full((num_devices,), step, np.int32)
           s, stats = eval_step(params_r, state_r, eval_keys, put(batch))
-          sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
-        sums = _unreplicate(jax.device_get(sums))
+          s = _unreplicate(s)  # psum-ed: every device holds the global sums
+          sums = s if sums is None else jax.tree.map(np.add, sums, s)
         count = max(float(sums.pop("count")), 1.0)
         values = {k: float(v) / count for k, v in sums.items()}
         history.append(writer.write(step, split, values))
         logging.info("step %d %s: %s", step, split,
                      ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
       if stats:
-        stats = {k: float(v) for k, v in _unreplicate(jax.device_get(stats)).items()}
+        stats = {k: float(v) for k, v in _unreplicate(stats).items()}
         history.append(writer.write(step, "stats", stats))
 
     last_ckpt = start if start > 0 else None
@@ -199,7 +227,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     def save(step: int) -> None:
       nonlocal last_ckpt
       tree = {"params": _unreplicate(params_r), "state": _unreplicate(state_r),
-              "opt_state": _unreplicate(opt_state_r)}
+              "opt_state": opt_state_for_checkpoint(opt_state_r)}
       ckpt.save(step, tree)
       last_ckpt = step
 
@@ -210,8 +238,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       """Host-syncs the pending step metrics: NaN check, progress line, metrics.jsonl."""
       if not pending:
         return
-      fetched = jax.device_get([m for _, m in pending])
-      records = [{k: float(np.asarray(v)[0]) for k, v in m.items()} for m in fetched]
+      records = [{k: float(v) for k, v in _unreplicate(m).items()} for _, m in pending]
       for (s, _), r in zip(pending, records):
         if not math.isfinite(r["loss"]):
           where = (f"{ckpt.path(last_ckpt)} (step {last_ckpt})" if last_ckpt is not None

@@ -1,0 +1,381 @@
+"""Framework tests: configs, data, losses, schedules, training, K-FAC, checkpoints, reproduction."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from experiments import config_lib
+from experiments import data
+from experiments import model_lib
+from experiments import reproduce
+from experiments import schedules
+from experiments import testing
+from experiments import train
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+TINY = os.path.join(HERE, "tiny_config.py")
+# Dropout masks are per device and batch statistics per device slice, so runs
+# over different device counts are compared without them.
+NO_NOISE = ["--config.model.dropout=0.0", "--config.model.batch_norm=False"]
+
+
+def load(variant="", **overrides):
+  return config_lib.load_config(f"{TINY}:{variant}" if variant else TINY, overrides)
+
+
+def subprocess_env(devices=2):
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  env["PYTHONPATH"] = os.pathsep.join([HERE, ROOT, env.get("PYTHONPATH", "")])
+  env["JAX_PLATFORMS"] = "cpu"
+  return env
+
+
+def launch(workdir, variant="", devices=2, extra=()):
+  cmd = [sys.executable, "-m", "experiments.main", f"--config={TINY}{':' + variant if variant else ''}",
+         f"--workdir={workdir}", *extra]
+  return subprocess.Popen(cmd, cwd=ROOT, env=subprocess_env(devices), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+
+
+# ---------------------------------------------------------------------------
+# Configs.
+
+
+def test_unknown_override_names_close_matches():
+  with pytest.raises(KeyError, match="optimizer.learning_rate"):
+    load(**{"optimizer.learnig_rate": 0.1})
+
+
+def test_cli_unknown_key_is_a_clean_error(tmp_path):
+  proc = launch(str(tmp_path / "w"), extra=["--config.optimizer.learnig_rate=0.1"])
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 2
+  assert "Did you mean: optimizer.learning_rate" in out
+  assert "Traceback" not in out
+
+
+def test_locked_config_rejects_new_keys():
+  c = load()
+  with pytest.raises(AttributeError):
+    c.optimizer.not_a_key = 1
+
+
+def test_epochs_convert_to_steps_and_explicit_steps_win():
+  c = config_lib.base_config()
+  c.train_steps = -1
+  c.train_epochs = 2.5
+  c.eval_every = -1
+  c.eval_every_epochs = 0.5
+  c.optimizer.schedule.warmup_steps = -1
+  c.optimizer.schedule.warmup_epochs = 1.0
+  config_lib.resolve_epochs(c, 40.0)
+  assert (c.train_steps, c.eval_every, c.optimizer.schedule.warmup_steps) == (100, 20, 40)
+  c2 = config_lib.base_config()
+  c2.train_steps = 7  # an explicit override keeps priority over train_epochs
+  c2.train_epochs = 90.0
+  config_lib.resolve_epochs(c2, 40.0)
+  assert c2.train_steps == 7
+
+
+def test_epoch_conversion_errors_and_references():
+  c = config_lib.base_config()
+  c.train_steps = -1
+  with pytest.raises(ValueError, match="train_epochs"):
+    config_lib.resolve_epochs(c, 10.0)
+  c = config_lib.base_config()
+  c.train_steps = -1
+  c.train_epochs = 3.0
+  c.model.train_steps = c.get_ref("train_steps")
+  config_lib.resolve_epochs(c, 10.0)
+  assert c.model.train_steps == 30  # builders linked to train_steps follow the conversion
+
+
+# ---------------------------------------------------------------------------
+# Schedules.
+
+
+def test_step_schedule_decays_at_fractions():
+  c = config_lib.base_config().optimizer
+  c.learning_rate = 1.0
+  c.schedule.name = "step"
+  c.schedule.boundaries = (4 / 9, 7 / 9)
+  c.schedule.warmup_steps = 10
+  s = schedules.build_schedule(c, 90)
+  assert float(s(0)) == 0.0 and float(s(5)) == pytest.approx(0.5)
+  assert float(s(39)) == pytest.approx(1.0)
+  assert float(s(41)) == pytest.approx(0.1)
+  assert float(s(71)) == pytest.approx(0.01)
+
+
+def test_sgdr_restarts():
+  lengths = schedules.sgdr_cycle_lengths(70, 10, 2.0, 4)
+  assert lengths == [10, 20, 40]
+  c = config_lib.base_config().optimizer
+  c.learning_rate = 0.1
+  c.schedule.name = "sgdr"
+  c.schedule.cycle_steps = 10
+  s = schedules.build_schedule(c, 70)
+  assert float(s(0)) == pytest.approx(0.1)
+  assert float(s(9)) < 0.01
+  assert float(s(10)) == pytest.approx(0.1)  # warm restart
+  assert float(s(30)) == pytest.approx(0.1)
+
+
+def test_cosine_and_unknown_schedule():
+  c = config_lib.base_config().optimizer
+  c.learning_rate = 1.0
+  c.schedule.name = "cosine"
+  s = schedules.build_schedule(c, 100)
+  assert float(s(50)) == pytest.approx(0.5, abs=1e-6) and float(s(100)) == pytest.approx(0.0, abs=1e-6)
+  c.schedule.name = "linear_nope"
+  with pytest.raises(ValueError, match="constant, cosine, step or sgdr"):
+    schedules.build_schedule(c, 100)
+
+
+# ---------------------------------------------------------------------------
+# Losses and L2.
+
+
+def test_softmax_xent_positions_all_or_none_and_smoothing():
+  cfg = ml_collections.ConfigDict({"name": "softmax_xent", "label_smoothing": 0.0, "sum_over_features": False})
+  logits = jnp.array([[[5.0, 0, 0], [0, 5.0, 0]], [[5.0, 0, 0], [5.0, 0, 0]]])  # [B=2, T=2, C=3]
+  labels = jnp.array([[0, 1], [0, 1]])
+  per = model_lib.per_example_loss(cfg, logits, {"labels": labels})
+  single = -jax.nn.log_softmax(jnp.array([5.0, 0, 0]))[0]
+  np.testing.assert_allclose(per.loss[0], 2 * single, rtol=1e-6)  # summed over positions
+  np.testing.assert_allclose(per.metrics["accuracy"], [1.0, 0.5])
+  np.testing.assert_allclose(per.metrics["all_or_none_accuracy"], [1.0, 0.0])
+  cfg.label_smoothing = 0.3
+  smoothed = model_lib.per_example_loss(cfg, logits[:, 0], {"labels": labels[:, 0]})
+  logp = jax.nn.log_softmax(jnp.array([5.0, 0, 0]))
+  expected = -(0.8 * logp[0] + 0.1 * logp[1] + 0.1 * logp[2])
+  np.testing.assert_allclose(smoothed.loss[0], expected, rtol=1e-6)
+  with pytest.raises(ValueError, match="do not match labels"):
+    model_lib.per_example_loss(cfg, logits, {"labels": labels[:, 0]})
+
+
+def test_l2_only_on_weights():
+  params = {"linear": {"w": jnp.ones((2, 3)), "b": jnp.ones(3)}, "bn": {"scale": jnp.ones(3)},
+            "gate": {"log_alpha": jnp.ones(3)}}
+  assert float(model_lib.l2_penalty(params, ("w",))) == pytest.approx(3.0)
+
+
+# ---------------------------------------------------------------------------
+# Data.
+
+
+def test_batches_depend_only_on_seed_and_step():
+  c = load()
+  ds = data.get_dataset(c)
+  full = [next(ds.train_batches(64, 3, s)) for s in (0, 5, 30)]
+  resumed = ds.train_batches(64, 3, 5)
+  np.testing.assert_array_equal(next(resumed)["inputs"], full[1]["inputs"])
+  np.testing.assert_array_equal(next(ds.train_batches(64, 3, 30))["labels"], full[2]["labels"])
+  # Two processes see the two halves of the same global batch.
+  halves = [next(ds.train_batches(64, 3, 5, p, 2))["inputs"] for p in range(2)]
+  np.testing.assert_array_equal(np.concatenate(halves), full[1]["inputs"])
+  other_seed = next(ds.train_batches(64, 4, 5))["inputs"]
+  assert not np.array_equal(other_seed, full[1]["inputs"])
+
+
+def test_offline_datasets_and_normalization():
+  c = load()
+  c.dataset.name = "mnist_5k"
+  ds = data.get_dataset(c)
+  assert ds.num_train == 4000 and ds.input_shape == (28, 28, 1)
+  x = next(ds.train_batches(500, 0, 0))["inputs"]
+  assert abs(float(x.mean())) < 0.2 and 0.7 < float(x.std()) < 1.3
+  eval_batches = list(ds.eval_batches("test", 300))
+  assert sum(b["mask"].sum() for b in eval_batches) == 1000
+  c.dataset.normalization = "per_location"
+  ds = data.get_dataset(c)
+  x = np.concatenate([b["inputs"] for b in [next(ds.train_batches(4000, 0, 0))]])
+  centre = x[:, 14, 14, 0]
+  assert abs(centre.mean()) < 0.05 and abs(centre.std() - 1) < 0.05
+
+
+def test_cifar_augment_crops_and_flips():
+  rng = np.random.default_rng(0)
+  images = rng.random((16, 32, 32, 3)).astype(np.float32)
+  out = data.cifar_augment(images, np.random.default_rng(1))
+  assert out.shape == images.shape
+  assert not np.array_equal(out, images)
+  # Every output is a shifted (and maybe flipped) window of the zero-padded input.
+  padded = np.pad(images, ((0, 0), (4, 4), (4, 4), (0, 0)))
+  for i in range(4):
+    found = any(np.array_equal(out[i], win) or np.array_equal(out[i], win[:, ::-1])
+                for dy in range(9) for dx in range(9) for win in [padded[i, dy:dy + 32, dx:dx + 32]])
+    assert found
+
+
+def test_generated_dataset_fresh_batches_per_step():
+  c = load("generated")
+  ds = data.get_dataset(c)
+  a, b = next(ds.train_batches(8, 0, 0)), next(ds.train_batches(8, 0, 1))
+  assert not np.array_equal(a["inputs"], b["inputs"])
+  np.testing.assert_array_equal(next(ds.train_batches(8, 0, 1))["inputs"], b["inputs"])
+  with pytest.raises(ValueError, match="no fixed epoch"):
+    ds.steps_per_epoch(8)
+
+
+def test_unknown_dataset_and_missing_tfds_data(tmp_path):
+  c = load()
+  c.dataset.name = "mnits"
+  with pytest.raises(ValueError, match="registered: .*mnist"):
+    data.get_dataset(c)
+  c.dataset.name = "cifar10"
+  c.dataset.data_dir = str(tmp_path)
+  ds = data.get_dataset(c)
+  with pytest.raises(FileNotFoundError, match="download_and_prepare"):
+    next(ds.train_batches(8, 0, 0))
+
+
+# ---------------------------------------------------------------------------
+# Training.
+
+
+def test_train_writes_workdir_contract(tmp_path):
+  summary = train.run(load(), str(tmp_path))
+  for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoints", "tensorboard"):
+    assert os.path.exists(tmp_path / name), name
+  records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert all("step" in r and "split" in r for r in records)
+  assert {r["split"] for r in records} == {"train", "test", "stats"}
+  assert summary["final"]["step_seen"] == 12  # models see the global step at evaluation
+  assert set(summary) == {"step", "final", "best"}
+  assert summary["best"]["test_accuracy"] >= summary["final"]["test_accuracy"]
+  assert not any("per_sec" in k for k in summary["final"])  # timings stay out of summary.json
+  train_losses = [r["loss"] for r in records if r["split"] == "train"]
+  assert train_losses[-1] < train_losses[0]
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["12", "6"]
+
+
+def test_pmap_two_devices_equals_one_device(tmp_path):
+  """Same global batch on 1 and 2 devices gives the same model (up to float reassociation)."""
+  assert jax.local_device_count() == 2
+  two = train.run(load(**{"model.dropout": 0.0, "model.batch_norm": False}), str(tmp_path / "two"))
+  proc = launch(str(tmp_path / "one"), devices=1, extra=NO_NOISE)
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  one = json.load(open(tmp_path / "one" / "summary.json"))
+  for k, v in two["final"].items():
+    assert one["final"][k] == pytest.approx(v, rel=2e-4, abs=1e-5), k
+
+
+def test_kfac_trains_on_two_devices(tmp_path):
+  summary = train.run(load("kfac"), str(tmp_path))
+  records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  losses = [r["loss"] for r in records if r["split"] == "train"]
+  assert losses[-1] < losses[0]
+  assert summary["final"]["test_accuracy"] > 0.5
+
+
+def test_kfac_resume_is_exact(tmp_path):
+  full = train.run(load("kfac"), str(tmp_path / "full"))
+  train.run(load("kfac", train_steps=6), str(tmp_path / "resumed"))
+  resumed = train.run(load("kfac"), str(tmp_path / "resumed"))
+  assert resumed == full
+
+
+def test_adam_and_bfloat16_and_generated_mse(tmp_path):
+  s = train.run(load("adam,bf16"), str(tmp_path / "a"))
+  assert np.isfinite(s["final"]["test_loss"])
+  g = train.run(load("generated"), str(tmp_path / "g"))
+  assert 0 < g["final"]["test_mse"] < 2
+
+
+def test_nan_loss_stops_with_step_and_checkpoint(tmp_path):
+  with pytest.raises(train.TrainingDiverged, match=r"at step \d+.*last good checkpoint"):
+    train.run(load("nan"), str(tmp_path))
+
+
+def test_kill_and_resume_equals_uninterrupted(tmp_path):
+  """SIGKILL mid-run, then the same command resumes: final metrics equal exactly."""
+  work = tmp_path / "killed"
+  proc = launch(str(work), "slow")
+  deadline = time.time() + 240
+  while not os.path.exists(work / "checkpoints" / "20") and time.time() < deadline:
+    if proc.poll() is not None:
+      break
+    time.sleep(0.05)
+  proc.kill()
+  proc.communicate()
+  assert proc.returncode == -9, "the run finished before it could be killed"
+  resumed = train.run(load("slow"), str(work))
+  full = train.run(load("slow"), str(tmp_path / "full"))
+  assert resumed == full
+
+
+def test_sigterm_saves_checkpoint_and_resumes(tmp_path):
+  work = tmp_path / "preempted"
+  proc = launch(str(work), "slow")
+  deadline = time.time() + 240
+  while not os.path.exists(work / "checkpoints" / "10") and time.time() < deadline:
+    time.sleep(0.05)
+  proc.terminate()
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 143, out
+  saved = sorted(int(s) for s in os.listdir(work / "checkpoints") if s.isdigit())
+  assert "Preempted: checkpoint at step" in out
+  assert saved[-1] < 120
+  resumed = train.run(load("slow"), str(work))
+  assert resumed["step"] == 120
+
+
+# ---------------------------------------------------------------------------
+# Multi-host: two processes x two devices == one process x four devices.
+
+
+def test_two_processes_equal_single_process(tmp_path):
+  port = 20000 + os.getpid() % 20000
+  procs = [launch(str(tmp_path / "multi"), devices=2,
+                  extra=[*NO_NOISE, f"--coordinator_address=127.0.0.1:{port}",
+                         "--num_processes=2", f"--process_id={i}"]) for i in range(2)]
+  single = launch(str(tmp_path / "single"), devices=4, extra=NO_NOISE)
+  outs = [p.communicate(timeout=400)[0] for p in procs + [single]]
+  assert all(p.returncode == 0 for p in procs + [single]), outs
+  multi = json.load(open(tmp_path / "multi" / "summary.json"))
+  one = json.load(open(tmp_path / "single" / "summary.json"))
+  for k, v in one["final"].items():
+    assert multi["final"][k] == pytest.approx(v, rel=2e-4, abs=1e-5), k
+  # Only process 0 writes the metrics: one line per event, not two.
+  lines = [json.loads(l) for l in open(tmp_path / "multi" / "metrics.jsonl")]
+  assert len([r for r in lines if r["split"] == "test"]) == 2
+
+
+# ---------------------------------------------------------------------------
+# Reproduction mechanism and the test helper.
+
+
+def test_reproduce_entry_runs_grid_and_writes_markdown(tmp_path):
+  def table(ctx):
+    best, point, results = ctx.grid(TINY, {"optimizer.learning_rate": [0.01, 0.1]},
+                                    select="best.test_accuracy", overrides={"train_steps": 6})
+    rows = [[p["optimizer.learning_rate"], "-", reproduce.fmt(s["final"]["test_accuracy"], percent=True)]
+            for p, s in results]
+    return reproduce.markdown_table(["lr", "paper", "measured"], rows) + f"\nbest: {point}\n"
+
+  reproduce.register("test_table", "A test table", "none", table)
+  text = reproduce.run_entry(reproduce._REGISTRY["test_table"], str(tmp_path), quick=True)
+  assert "| lr | paper | measured |" in text
+  assert os.path.exists(tmp_path / "test_table.md")
+  assert len(os.listdir(tmp_path / "test_table")) == 2  # one workdir per grid point
+  # Re-running reuses the finished runs instead of training again.
+  text2 = reproduce.run_entry(reproduce._REGISTRY["test_table"], str(tmp_path), quick=True)
+  assert text2.split("\n")[4:8] == text.split("\n")[4:8]
+
+
+def test_build_and_step_on_mock_tfds():
+  summary = testing.build_and_step(TINY, {"dataset.name": "cifar10", "dataset.augment": "cifar"})
+  assert summary["step"] == 2 and np.isfinite(summary["final"]["test_loss"])
