@@ -319,7 +319,8 @@ def resnet_v2_block(ops, x, *, channels, stride, bottleneck, projection, shortcu
 
 def resnet_v2(ops, x, *, depth: int, num_classes: int, shortcut_weight: Optional[float] = None,
               width_multiplier: float = 1.0, dropout_rate: float = 0.0,
-              stem_channels: int = 64, small_inputs: bool = False):
+              stem_channels: int = 64, small_inputs: bool = False,
+              channels: Optional[Sequence[int]] = None):
   """ResNet v2 (He et al. 2016b) as in the TAT paper's appendix F.1 topology.
 
   Stem: 7x7/2 conv + 3x3/2 max pool (``small_inputs``: 3x3/1 conv, no pool).
@@ -336,7 +337,10 @@ def resnet_v2(ops, x, *, depth: int, num_classes: int, shortcut_weight: Optional
     x = ops.conv(x, int(stem_channels * wm), 3, 1, name="stem_conv")
   else:
     x = ops.max_pool(ops.conv(x, int(stem_channels * wm), 7, 2, name="stem_conv"), 3, 2)
-  for g, (nblocks, ch) in enumerate(zip(cfg["blocks"], cfg["channels"])):
+  group_channels = cfg["channels"] if channels is None else tuple(channels)
+  if len(group_channels) != 4:
+    raise ValueError(f"resnet_v2 channels must list 4 group widths, got {channels}")
+  for g, (nblocks, ch) in enumerate(zip(cfg["blocks"], group_channels)):
     for b in range(nblocks):
       x = resnet_v2_block(ops, x, channels=int(ch * wm), stride=2 if (b == 0 and g > 0) else 1,
                           bottleneck=cfg["bottleneck"], projection=(b == 0 and cfg["projection"][g]),

@@ -213,10 +213,16 @@ def q_slope_1(phi: Fn, kink=0.0) -> Array:
 # ---------------------------------------------------------------------------
 # Closed forms for the ReLU family (eq. 9, 24, Lemma 1).
 
+def _xp(*xs):
+  """numpy for numpy/Python inputs (fast scalar solves), jax.numpy otherwise."""
+  return jnp if any(isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer) for x in xs) else np
+
+
 def relu_c_map(c) -> Array:
   """Eq. 24: C map of ReLU, (sqrt(1-c^2) + (pi - arccos c) c) / pi."""
-  c = jnp.clip(c, -1.0, 1.0)
-  return (jnp.sqrt(1.0 - c * c) + (jnp.pi - jnp.arccos(c)) * c) / jnp.pi
+  xp = _xp(c)
+  c = xp.clip(c, -1.0, 1.0)
+  return (xp.sqrt(1.0 - c * c) + (np.pi - xp.arccos(c)) * c) / np.pi
 
 
 def leaky_relu_c_map(c, negative_slope) -> Array:
@@ -224,22 +230,25 @@ def leaky_relu_c_map(c, negative_slope) -> Array:
 
   C(c) = c + (1-a)^2 / (pi (1+a^2)) * (sqrt(1-c^2) - c arccos c).
   """
-  c = jnp.clip(c, -1.0, 1.0)
-  k = (1.0 - negative_slope) ** 2 / (jnp.pi * (1.0 + negative_slope ** 2))
-  return c + k * (jnp.sqrt(1.0 - c * c) - c * jnp.arccos(c))
+  xp = _xp(c, negative_slope)
+  c = xp.clip(c, -1.0, 1.0)
+  k = (1.0 - negative_slope) ** 2 / (np.pi * (1.0 + negative_slope ** 2))
+  return c + k * (xp.sqrt(1.0 - c * c) - c * xp.arccos(c))
 
 
 def leaky_relu_c_slope(c, negative_slope) -> Array:
   """C'(c) of eq. 9: 1 - (1-a)^2 / (pi (1+a^2)) * arccos c."""
-  c = jnp.clip(c, -1.0, 1.0)
-  k = (1.0 - negative_slope) ** 2 / (jnp.pi * (1.0 + negative_slope ** 2))
-  return 1.0 - k * jnp.arccos(c)
+  xp = _xp(c, negative_slope)
+  c = xp.clip(c, -1.0, 1.0)
+  k = (1.0 - negative_slope) ** 2 / (np.pi * (1.0 + negative_slope ** 2))
+  return 1.0 - k * xp.arccos(c)
 
 
 def leaky_relu_c_curv(c, negative_slope) -> Array:
   """C''(c) of eq. 9: (1-a)^2 / (pi (1+a^2)) / sqrt(1-c^2) (infinite at c = 1)."""
-  k = (1.0 - negative_slope) ** 2 / (jnp.pi * (1.0 + negative_slope ** 2))
-  return k / jnp.sqrt(1.0 - c * c)
+  xp = _xp(c, negative_slope)
+  k = (1.0 - negative_slope) ** 2 / (np.pi * (1.0 + negative_slope ** 2))
+  return k / xp.sqrt(1.0 - c * c)
 
 
 def leaky_relu_q_map(q, negative_slope) -> Array:
@@ -249,7 +258,7 @@ def leaky_relu_q_map(q, negative_slope) -> Array:
 
 def trelu_scale(negative_slope) -> Array:
   """Output scale sqrt(2 / (1 + a^2)) of TReLU (section 4), giving Q(q) = q."""
-  return jnp.sqrt(2.0 / (1.0 + negative_slope ** 2))
+  return _xp(negative_slope).sqrt(2.0 / (1.0 + negative_slope ** 2))
 
 
 # ---------------------------------------------------------------------------

@@ -69,18 +69,27 @@ class ActivationSpec:
 
 
 # ---------------------------------------------------------------------------
-# Bisection on increasing functions (jit, float64).
+# Searches on increasing scalar functions (numpy float64, vectorized).
 
-def _bisect_increasing(fn, target, lo, hi, iters=200):
-  """x in [lo, hi] with fn(x) = target for increasing fn (to float64 resolution)."""
-  def body(_, bounds):
-    a, b = bounds
-    m = 0.5 * (a + b)
-    up = fn(m) < target
-    return jnp.where(up, m, a), jnp.where(up, b, m)
-  a, b = jax.lax.fori_loop(0, iters, body, (jnp.asarray(lo, jnp.float64),
-                                            jnp.asarray(hi, jnp.float64)))
-  return 0.5 * (a + b)
+def search_increasing(fn, target: float, lo: float, hi: float, points: int = 64,
+                      passes: int = 8) -> float:
+  """x in [lo, hi] with fn(x) = target for an increasing, elementwise ``fn``.
+
+  Each pass evaluates ``fn`` on a grid of ``points`` values at once (the kernel
+  interpretation is elementwise, so a whole grid costs one network pass) and
+  keeps the bracketing cell: 8 passes of 64 points shrink [lo, hi] by 63^8.
+  """
+  for _ in range(passes):
+    xs = np.linspace(lo, hi, points)
+    vals = np.asarray(fn(xs), np.float64)
+    i = int(np.clip(np.searchsorted(vals, target), 1, points - 1))
+    lo, hi = xs[i - 1], xs[i]
+    if hi - lo < 1e-15 * max(1.0, abs(lo)):
+      break
+  v_lo, v_hi = float(np.asarray(fn(np.array([lo])))[0]), float(np.asarray(fn(np.array([hi])))[0])
+  if v_hi == v_lo:
+    return float(0.5 * (lo + hi))
+  return float(lo + (target - v_lo) * (hi - lo) / (v_hi - v_lo))  # final linear step
 
 
 def _check_arch(arch):
@@ -88,20 +97,17 @@ def _check_arch(arch):
     raise ValueError("arch must be an architecture function arch(ops, x) (see tat.arch)")
 
 
+def _subnet_max_np(arch, x0, r_fn):
+  return tat_arch.subnet_max(arch, x0, r_fn, maximum=np.maximum)
+
+
 # ---------------------------------------------------------------------------
 # TAT for leaky ReLU.
 
 def max_c0_leaky_relu(arch, negative_slope):
-  """max over subnetworks of C_f(0) for TReLU with the given negative slope (eq. 9)."""
-  return tat_arch.subnet_max(arch, 0.0,
-                             lambda c: kernels.leaky_relu_c_map(c, negative_slope))
-
-
-@functools.lru_cache(maxsize=64)
-def _leaky_relu_tat_solver(arch):
-  def solve(eta):
-    return _bisect_increasing(lambda a: 1.0 - max_c0_leaky_relu(arch, a), 1.0 - eta, 0.0, 1.0)
-  return jax.jit(solve)
+  """max over subnetworks of C_f(0) for TReLU with the given negative slope(s) (eq. 9)."""
+  a = np.asarray(negative_slope, np.float64)
+  return _subnet_max_np(arch, np.zeros_like(a), lambda c: kernels.leaky_relu_c_map(c, a))
 
 
 def solve_tat_leaky_relu(arch: Callable, eta: float = 0.9) -> ActivationSpec:
@@ -109,14 +115,13 @@ def solve_tat_leaky_relu(arch: Callable, eta: float = 0.9) -> ActivationSpec:
   _check_arch(arch)
   if not 0.0 < eta < 1.0:
     raise ValueError(f"TAT leaky ReLU needs 0 < eta < 1 (target C_f(0)); got eta={eta}")
-  with kernels.x64():
-    c0_relu = float(max_c0_leaky_relu(arch, 0.0))
-    if eta > c0_relu:
-      raise ValueError(
-          f"eta={eta} is unreachable for this architecture: with a negative slope in [0, 1] "
-          f"C_f(0) ranges over [0, {c0_relu:.6f}] (ReLU gives the largest value); "
-          f"use eta <= {c0_relu:.6f} or a deeper network")
-    a = float(_leaky_relu_tat_solver(arch)(eta))
+  c0_relu = float(max_c0_leaky_relu(arch, 0.0))
+  if eta > c0_relu:
+    raise ValueError(
+        f"eta={eta} is unreachable for this architecture: with a negative slope in [0, 1] "
+        f"C_f(0) ranges over [0, {c0_relu:.6f}] (ReLU gives the largest value); "
+        f"use eta <= {c0_relu:.6f} or a deeper network")
+  a = search_increasing(lambda a: 1.0 - max_c0_leaky_relu(arch, a), 1.0 - eta, 0.0, 1.0)
   return ActivationSpec("leaky_relu", "tat",
                         {"negative_slope": a, "output_scale": math.sqrt(2.0 / (1.0 + a * a))})
 
@@ -124,28 +129,29 @@ def solve_tat_leaky_relu(arch: Callable, eta: float = 0.9) -> ActivationSpec:
 # ---------------------------------------------------------------------------
 # Per-layer targets from the architecture (max slope / max curvature functions).
 
+def max_curvature(arch: Callable, k):
+  """Maximal curvature function M_{f, y -> y + k}(0) (TAT appendix B)."""
+  k = np.asarray(k, np.float64)
+  return _subnet_max_np(arch, np.zeros_like(k), lambda y: y + k)
+
+
+def max_slope(arch: Callable, s):
+  """Maximal slope function M_{f, y -> s y}(1) (DKS)."""
+  s = np.asarray(s, np.float64)
+  return _subnet_max_np(arch, np.ones_like(s), lambda y: s * y)
+
+
 def local_curvature_target(arch: Callable, tau: float) -> float:
-  """Local C''(1) = k such that the maximal curvature M_{f, y->y+k}(0) = tau."""
-  with kernels.x64():
-    unit = float(tat_arch.subnet_max(arch, 0.0, lambda y: y + 1.0))
-    if unit <= 0:
-      raise ValueError("architecture has no nonlinear layer; TAT needs at least one")
-    # M is positively homogeneous in k (sums of k along paths, weighted averages, max),
-    # so the solution is exact: k = tau / M(1). Bisection gives the same to 1e-15.
-    k = float(_bisect_increasing(lambda k: tat_arch.subnet_max(arch, 0.0, lambda y: y + k),
-                                 tau, 0.0, 2.0 * tau / unit + 1.0))
-  return k
+  """Local C''(1) = k such that the maximal curvature function equals tau."""
+  unit = float(max_curvature(arch, 1.0))
+  if unit <= 0:
+    raise ValueError("architecture has no nonlinear layer; TAT needs at least one")
+  return search_increasing(lambda k: max_curvature(arch, k), tau, 0.0, 2.0 * tau / unit)
 
 
 def local_slope_target(arch: Callable, zeta: float) -> float:
-  """Local C'(1) = s such that the maximal slope M_{f, y->s y}(1) = zeta (DKS)."""
-  with kernels.x64():
-    n = float(tat_arch.subnet_max(arch, 1.0, lambda y: 2.0 * y))
-    hi = max(2.0, zeta)  # M(s) >= s for any network with a nonlinearity
-    s = float(_bisect_increasing(
-        lambda s: tat_arch.subnet_max(arch, 1.0, lambda y: s * y), zeta, 1.0, hi))
-    del n
-  return s
+  """Local C'(1) = s such that the maximal slope function equals zeta (DKS)."""
+  return search_increasing(lambda s: max_slope(arch, s), zeta, 1.0, max(2.0, zeta))
 
 
 # ---------------------------------------------------------------------------
