@@ -9,11 +9,14 @@ the weight trace (split "train"). The figure (fits + loss landscape over w with
 the optimisation traces) is made by `python -m experiments.reproduce softtransfer_fig1`.
 
 Expected (paper): resin -> sin ends near w = 2 (mse ~ 0), sin stays in a poor
-local minimum near w = 6. Measured here: sin stops at w = 6.16 (mse 0.98);
-resin drifts down its nearly flat landscape to its shallow local minimum w = 2;
-resin -> sin reaches w = 2.00 with mse ~ 0 when its gate starts at log alpha
->= 8 (whether it does so with a N(8, 1) draw depends on the seed: the single
-gate drawn low switches to sin while w is still near 6).
+local minimum near w = 6. Measured (python -m experiments.reproduce
+softtransfer_fig1): sin stops at w = 6.16 (mse 0.977); resin drifts down its
+nearly flat landscape to its shallow local minimum at w = 2 (mse 1.47, not the
+paper's w = 0); resin -> sin with its gate started at log alpha = 8 reaches
+w = 2.00, mse 1.5e-6. With log alpha drawn from N(8, 1) the single draw decides:
+seed 3 reaches sin(2x) (mse 7e-8); seeds 1 and 2 reach w = 2 but their gate is
+still ~1 at step 6000 (still resin, mse 1.47); seed 0's gate switched to sin
+while w was near 6 (w = 5.16, mse 0.97).
 
 Full batch (256 grid points), SGD with Nesterov momentum 0.9 at lr 0.05
 (the paper gives no optimiser for this toy; larger rates are unstable in the
