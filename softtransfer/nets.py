@@ -15,7 +15,7 @@ Shared keyword arguments:
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import haiku as hk
 import jax.numpy as jnp
