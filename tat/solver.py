@@ -16,10 +16,12 @@ subnetwork maximizing function M_{f,r} for the global conditions:
   for leaky ReLU), (1.302, 0.02) for tanh.
 * PReLU: trainable negative slope initialized at 0 or 0.25, He-style scale.
 
-Everything numeric runs in float64 under :func:`tat.kernels.x64`; the smooth
-solvers are Newton iterations from DKS's starting points, run for all starting
-points at once (vmap) inside one jit; compiled solvers are cached per
-activation, so repeated solves cost a few milliseconds.
+Everything numeric runs in float64. The global searches evaluate the
+architecture's kernel interpretation on whole grids of candidate values at
+once (numpy). The smooth solvers are Newton iterations from DKS's starting
+points, all starting points at once, on Gauss-Legendre panels split at the
+activation's kink; phi, phi', phi'' come from one small jitted JAX function
+per activation (compiled once and cached), so a solve costs milliseconds.
 """
 
 from __future__ import annotations
@@ -155,7 +157,7 @@ def local_slope_target(arch: Callable, zeta: float) -> float:
 
 
 # ---------------------------------------------------------------------------
-# Smooth activations: Newton from DKS's starting points, vmapped.
+# Smooth activations: Newton from DKS's starting points, all at once (numpy float64).
 
 _TRY_SCALE = (1.0, 0.1)
 _TRY_SHIFT = (0.0, 1.0, -1.0)
@@ -163,86 +165,163 @@ _TRY_OSHIFT = (0.0, 1.0, -1.0)
 _TRY_SLOPE = (0.0, 0.5)
 
 
-def _smooth_residuals(phi, kink, method):
-  """Residual function of the parameter vector for 'tat' or 'dks'/'dks_lrelu'."""
+@functools.lru_cache(maxsize=128)
+def _derivatives_fn(phi):
+  """Jitted (phi, phi', phi'') of an elementwise activation, in float64."""
   d1 = kernels.derivative(phi)
   d2 = kernels.derivative(phi, 2)
-
-  def make(p, target):
-    if method == "dks_lrelu":
-      a, b = 1.0, p[1]
-      base = lambda x: jax.nn.leaky_relu(x, p[0])
-      base_d1 = lambda x: jnp.where(x >= 0, 1.0, p[0])
-      k = -b
-    else:
-      a, b = p[0], p[1]
-      base, base_d1 = phi, d1
-      k = kernels.transformed_kink(kink, a, b)
-    if method == "tat":
-      d = p[2]
-    else:  # DKS: output shift gives C(0) = 0: d = -E[phi(a z + b)]
-      d = -kernels.gaussian_mean(lambda z: base(a * z + b), k)
-    q = kernels.gaussian_mean(lambda z: (base(a * z + b) + d) ** 2, k)
-    g = 1.0 / jnp.sqrt(q)
-    qslope = kernels.gaussian_mean(
-        lambda z: g * (base(a * z + b) + d) * g * a * base_d1(a * z + b) * z, k)
-    cslope = kernels.gaussian_mean(lambda z: (g * a * base_d1(a * z + b)) ** 2, k)
-    if method == "tat":
-      ccurv = kernels.gaussian_mean(lambda z: (g * a * a * d2(a * z + b)) ** 2, k)
-      res = jnp.stack([qslope - 1.0, cslope - 1.0, ccurv - target])
-    else:
-      res = jnp.stack([qslope - 1.0, cslope - target])
-    return res, d, g
-  return make
+  return jax.jit(lambda x: (phi(x), d1(x), d2(x)))
 
 
-@functools.lru_cache(maxsize=128)
-def _smooth_solver(phi, kink, method, iters=60):
-  make = _smooth_residuals(phi, kink, method)
-  res_fn = lambda p, t: make(p, t)[0]
-  jac_fn = jax.jacfwd(res_fn)
+def _lrelu_derivatives(slope):
+  def fn(u):
+    neg = u < 0
+    return np.where(neg, slope * u, u), np.where(neg, slope, 1.0), np.zeros_like(u)
+  return fn
 
-  def newton(p0, target):
-    def body(_, p):
-      r = res_fn(p, target)
-      jm = jac_fn(p, target)
-      step = jnp.linalg.solve(jm, r)
-      norm = jnp.sqrt(jnp.sum(step ** 2))
-      step = step * jnp.minimum(1.0, 1.0 / jnp.maximum(norm, 1e-30))  # trust radius 1
-      new = p - step
-      return jnp.where(jnp.all(jnp.isfinite(new)), new, p * jnp.nan)
-    p = jax.lax.fori_loop(0, iters, body, p0)
-    r, d, g = make(p, target)
-    return p, jnp.max(jnp.abs(r)), d, g
 
-  return jax.jit(jax.vmap(newton, in_axes=(0, None)))
+class _Quadrature:
+  """Gauss-Legendre panels on [-10, t] and [t, 10] for a batch of split points t."""
+
+  def __init__(self, order=kernels._GL_ORDER, limit=kernels._LIMIT):
+    self.nodes, self.weights = np.polynomial.legendre.leggauss(order)
+    self.limit = limit
+
+  def points(self, t):
+    lim = self.limit
+    t = np.clip(t, -lim + 1e-3, lim - 1e-3)[:, None]
+    h1, m1, h2, m2 = (t + lim) / 2, (t - lim) / 2, (lim - t) / 2, (lim + t) / 2
+    z = np.concatenate([h1 * self.nodes + m1, h2 * self.nodes + m2], axis=1)
+    w = np.concatenate([h1 * self.weights, h2 * self.weights], axis=1)
+    return z, w * np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
+
+
+_QUAD = _Quadrature()
+
+
+def _residuals(p, method, derivs, kink, target):
+  """Residuals of the Q/C conditions for a batch of parameter vectors p [S, n].
+
+  phi_hat = g (phi(a z + b) + d); g from Q(1) = 1. 'tat': unknowns (a, b, d),
+  residuals Q'(1) - 1, C'(1) - 1, C''(1) - target. 'dks': unknowns (a, b),
+  d = -E[phi(a z + b)] (C(0) = 0), residuals Q'(1) - 1, C'(1) - target.
+  'dks_lrelu': unknowns (negative slope, b) with a = 1.
+  Returns (residuals [S, m], d [S], g [S]).
+  """
+  if method == "dks_lrelu":
+    a, b = np.ones(len(p)), p[:, 1]
+    t = -b
+  else:
+    a, b = p[:, 0], p[:, 1]
+    safe_a = np.where(np.abs(a) > 1e-12, a, 1e-12)
+    t = ((0.0 if kink is None else kink) - b) / safe_a
+  z, w = _QUAD.points(t)
+  u = a[:, None] * z + b[:, None]
+  if method == "dks_lrelu":
+    f0, f1, f2 = _lrelu_derivatives(p[:, :1])(u)
+  else:
+    f0, f1, f2 = (np.asarray(v, np.float64) for v in derivs(u))
+  mean = lambda v: np.sum(w * v, axis=1)
+  d = p[:, 2] if method == "tat" else -mean(f0)
+  f = f0 + d[:, None]
+  g2 = 1.0 / mean(f * f)
+  qslope = g2 * a * mean(f * f1 * z)
+  cslope = g2 * a * a * mean(f1 * f1)
+  if method == "tat":
+    ccurv = g2 * a ** 4 * mean(f2 * f2)
+    res = np.stack([qslope - 1.0, cslope - 1.0, ccurv - target], axis=1)
+  else:
+    res = np.stack([qslope - 1.0, cslope - target], axis=1)
+  return res, d, np.sqrt(g2)
+
+
+def _newton(p, method, derivs, kink, target, accept, iters=40, h=1e-7, tol=1e-10):
+  """Newton with central-difference Jacobians and a unit trust radius.
+
+  Runs only the starting points still in play and stops as soon as the first
+  starting point (in DKS's order) that has not failed has converged to ``tol``
+  and passes ``accept``; returns its index (or None) and the final arrays.
+  """
+  n = p.shape[1]
+  p = p.copy()
+  failed = np.zeros(len(p), bool)
+  done = np.zeros(len(p), bool)
+  eye = np.eye(n) * h
+  with np.errstate(all="ignore"):
+    for it in range(iters + 1):
+      active = np.flatnonzero(~failed & ~done)
+      jac = r = None
+      if len(active):
+        q = p[active]
+        # One batched evaluation: the points and their +-h perturbations.
+        pts = np.concatenate([q[:, None, :], q[:, None, :] + eye[None], q[:, None, :] - eye[None]],
+                             axis=1)
+        rr = _residuals(pts.reshape(-1, n), method, derivs, kink, target)[0]
+        rr = rr.reshape(len(q), 2 * n + 1, -1)
+        r = rr[:, 0]
+        jac = np.transpose((rr[:, 1:n + 1] - rr[:, n + 1:]) / (2 * h), (0, 2, 1))  # [S, m, n]
+        err = np.max(np.abs(r), axis=1)
+        bad = ~np.isfinite(err)
+        conv = ~bad & (err < tol)
+        failed[active[bad]] = True
+        done[active[conv]] = True
+        if it >= 20:  # abandon starting points that are still far from a root
+          failed[active[~conv & (err > 1e-3)]] = True
+      last = it == iters or not np.any(~failed & ~done)
+      for i in range(len(p)):
+        if failed[i]:
+          continue
+        if not done[i]:
+          if last:
+            continue  # never converged: a failure
+          break
+        res, d, g = _residuals(p[i:i + 1], method, derivs, kink, target)
+        if accept(p[i], d[0], g[0]):
+          return i, p[i], d[0], g[0]
+        failed[i] = True  # converged to a rejected solution
+      if last:
+        break
+      keep = ~failed[active] & ~done[active]
+      active, q, r, jac = active[keep], p[active][keep], r[keep], jac[keep]
+      ok = np.all(np.isfinite(jac), axis=(1, 2)) & (np.abs(np.linalg.det(
+          np.where(np.isfinite(jac), jac, 0.0))) > 1e-300)
+      failed[active[~ok]] = True
+      step = np.zeros_like(q)
+      if np.any(ok):
+        step[ok] = np.linalg.solve(jac[ok], r[ok][..., None])[..., 0]
+      norm = np.sqrt(np.sum(step ** 2, axis=1, keepdims=True))
+      p[active] = q - step * np.minimum(1.0, 1.0 / np.maximum(norm, 1e-300))
+  return None, None, None, None
 
 
 def _starting_points(method):
   if method == "tat":
-    return np.array(list(itertools.product(_TRY_SCALE, _TRY_SHIFT, _TRY_OSHIFT)))
+    return np.array(list(itertools.product(_TRY_SCALE, _TRY_SHIFT, _TRY_OSHIFT)), np.float64)
   if method == "dks_lrelu":
-    return np.array(list(itertools.product(_TRY_SLOPE, _TRY_SHIFT)))
-  return np.array(list(itertools.product(_TRY_SCALE, _TRY_SHIFT)))
+    return np.array(list(itertools.product(_TRY_SLOPE, _TRY_SHIFT)), np.float64)
+  return np.array(list(itertools.product(_TRY_SCALE, _TRY_SHIFT)), np.float64)
 
 
 def _solve_smooth(phi, kink, method, target, name, reject=None, tol=1e-10):
-  with kernels.x64():
-    starts = jnp.asarray(_starting_points(method), jnp.float64)
-    p, err, d, g = _smooth_solver(phi, kink, method)(starts, jnp.float64(target))
-    p, err, d, g = map(np.asarray, (p, err, d, g))
-  for i in range(len(starts)):
-    if not np.isfinite(err[i]) or err[i] > tol:
-      continue
+  starts = _starting_points(method)
+  derivs = None
+  if method != "dks_lrelu":
+    fn = _derivatives_fn(phi)
+
+    def derivs(u):
+      with kernels.x64():
+        return fn(u)
+  def to_params(p, d, g):
     if method == "dks_lrelu":
-      params = {"negative_slope": float(p[i, 0]), "input_shift": float(p[i, 1]),
-                "output_shift": float(d[i]), "output_scale": float(g[i])}
-    else:
-      params = {"input_scale": float(p[i, 0]), "input_shift": float(p[i, 1]),
-                "output_shift": float(d[i]), "output_scale": float(g[i])}
-    if reject is not None and reject(params):
-      continue
-    return params
+      return {"negative_slope": float(p[0]), "input_shift": float(p[1]),
+              "output_shift": float(d), "output_scale": float(g)}
+    return {"input_scale": float(p[0]), "input_shift": float(p[1]),
+            "output_shift": float(d), "output_scale": float(g)}
+
+  accept = lambda p, d, g: reject is None or not reject(to_params(p, d, g))
+  i, p, d, g = _newton(starts, method, derivs, kink, target, accept, tol=tol)
+  if i is not None:
+    return to_params(p, d, g)
   raise ValueError(f"no solution found for activation {name!r} with method {method!r} "
                    f"(target {target}) from {len(starts)} starting points; the activation may not "
                    "be able to satisfy these Q/C conditions (for TAT it must be smooth with a "
