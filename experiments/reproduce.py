@@ -143,19 +143,14 @@ def run_entry(entry: Entry, out: str, quick: bool) -> str:
   return text
 
 
-_QUICK = flags.DEFINE_bool("quick", False, "Small budgets (minutes on a CPU) instead of the paper's.")
-_OUT = flags.DEFINE_string("out", "runs/reproduce", "Output directory for <id>.md, figures and workdirs.")
-_LIST = flags.DEFINE_bool("list", False, "List the registered reproduction ids and exit.")
-
-
-def main(argv):
+def main(argv, quick: bool, out: str, list_only: bool):
   from experiments import log
   log.setup()
   entries = load_all()
-  if _LIST.value or len(argv) < 2:
+  if list_only or len(argv) < 2:
     for entry in entries.values():
       print(f"{entry.id:28s} {entry.paper:13s} {entry.title}")
-    if not _LIST.value:
+    if not list_only:
       print("\nusage: python -m experiments.reproduce <id> [<id> ...] [--quick] --out DIR", file=sys.stderr)
     return
   unknown = [a for a in argv[1:] if a not in entries]
@@ -164,10 +159,21 @@ def main(argv):
     hints = {u: difflib.get_close_matches(u, entries, n=3) for u in unknown}
     raise app.UsageError(f"unknown reproduction id(s) {hints}; see --list")
   for table_id in argv[1:]:
-    text = run_entry(entries[table_id], _OUT.value, _QUICK.value)
+    text = run_entry(entries[table_id], out, quick)
     print(text)
-    print(f"wrote {os.path.join(_OUT.value, table_id + '.md')}", file=sys.stderr)
+    print(f"wrote {os.path.join(out, table_id + '.md')}", file=sys.stderr)
+
+
+def cli():
+  """Entry point. Flags live here so that `python -m` and imports share one registry."""
+  quick = flags.DEFINE_bool("quick", False, "Small budgets (minutes on a CPU) instead of the paper's.")
+  out = flags.DEFINE_string("out", "runs/reproduce", "Output directory for <id>.md, figures and workdirs.")
+  list_only = flags.DEFINE_bool("list", False, "List the registered reproduction ids and exit.")
+  app.run(lambda argv: main(argv, quick.value, out.value, list_only.value))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  # Run the CLI from the importable module, so that the tables registered by
+  # experiments/tables/*.py (which import experiments.reproduce) are the ones listed.
+  from experiments import reproduce as _canonical
+  _canonical.cli()

@@ -241,12 +241,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       records = [{k: float(v) for k, v in _unreplicate(m).items()} for _, m in pending]
       for (s, _), r in zip(pending, records):
         if not math.isfinite(r["loss"]):
-          where = (f"{ckpt.path(last_ckpt)} (step {last_ckpt})" if last_ckpt is not None
-                   else "none (no checkpoint was written yet)")
+          where = (f"{ckpt.path(last_ckpt)} (step {last_ckpt}); re-running resumes from it"
+                   if last_ckpt is not None else "none (no checkpoint was written yet)")
           raise TrainingDiverged(
               f"loss became {r['loss']} at step {s} (the update from step {s - 1}); "
               f"last good checkpoint: {where}. Lower the learning rate or check the "
-              "model/initialization; re-running resumes from that checkpoint.")
+              "model/initialization.")
       pending.clear()
       now = time.time()
       rate = (step - clock["step"]) / max(now - clock["time"], 1e-9)

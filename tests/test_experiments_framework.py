@@ -379,3 +379,19 @@ def test_reproduce_entry_runs_grid_and_writes_markdown(tmp_path):
 def test_build_and_step_on_mock_tfds():
   summary = testing.build_and_step(TINY, {"dataset.name": "cifar10", "dataset.augment": "cifar"})
   assert summary["step"] == 2 and np.isfinite(summary["final"]["test_loss"])
+
+
+def test_quickstart_config_builds_and_steps():
+  summary = testing.build_and_step(os.path.join(ROOT, "configs/quickstart.py:quick"),
+                                   {"model.depth": 16, "model.width": 16})
+  assert summary["step"] == 2 and 0 <= summary["final"]["test_accuracy"] <= 1
+
+
+def test_reproduce_cli_lists_registered_tables():
+  out = subprocess.run([sys.executable, "-m", "experiments.reproduce", "--list"], cwd=ROOT,
+                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr
+  assert "quickstart" in out.stdout
+  bad = subprocess.run([sys.executable, "-m", "experiments.reproduce", "quickstrat", "--out", "/tmp/x"],
+                       cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert bad.returncode != 0 and "quickstart" in bad.stderr
