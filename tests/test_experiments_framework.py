@@ -395,3 +395,16 @@ def test_reproduce_cli_lists_registered_tables():
   bad = subprocess.run([sys.executable, "-m", "experiments.reproduce", "quickstrat", "--out", "/tmp/x"],
                        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0 and "quickstart" in bad.stderr
+
+
+def test_bench_overhead_and_throughput_report(tmp_path):
+  """Functional check of the benchmark commands (timings are measured by the command, not here)."""
+  from experiments import bench
+  c = bench.default_config()
+  c.model.width = 32
+  c.batch_size = 8
+  result = bench.overhead(c, steps=2, repeats=1)
+  assert result["framework_step_ms"] > 0 and result["handwritten_step_ms"] > 0
+  assert result["ratio"] == pytest.approx(result["framework_step_ms"] / result["handwritten_step_ms"])
+  t = bench.throughput(c, steps=2, repeats=1)
+  assert t["examples_per_sec"] > 0 and t["flops_per_step"] > 2 * 8 * 784 * 32  # >= the first layer
