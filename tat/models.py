@@ -98,7 +98,7 @@ def resnet_v2(depth: int = 50, num_classes: int = 1000, variant: str = "vanilla"
               eta: float = 0.9, tau: float = 0.3, zeta: float = 1.5, init: str = "orthogonal",
               width_multiplier: float = 1.0, dropout_rate: float = 0.0, norm=None,
               negative_slope=None, sigma_w=None, sigma_b=None, small_inputs: bool = False,
-              stem_channels: int = 64, train_steps=None):
+              stem_channels: int = 64, channels=None, train_steps=None):
   """ResNet v2 family (depths 18-200).
 
   variant: 'standard' (batch norm, plain shortcuts, ReLU, sigma_w sqrt 2 by default),
@@ -120,7 +120,7 @@ def resnet_v2(depth: int = 50, num_classes: int = 1000, variant: str = "vanilla"
   arch = functools.partial(tat_arch.resnet_v2, depth=depth, num_classes=num_classes,
                            shortcut_weight=w, width_multiplier=width_multiplier,
                            dropout_rate=dropout_rate, small_inputs=small_inputs,
-                           stem_channels=stem_channels)
+                           stem_channels=stem_channels, channels=channels)
   return _make_forward(arch, activation=activation, method=method, eta=eta, tau=tau, zeta=zeta,
                        init=init, negative_slope=negative_slope, sigma_w=sigma_w,
                        sigma_b=sigma_b, norm=norm)
