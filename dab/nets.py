@@ -228,7 +228,7 @@ def autoencoder(variant: str = "dab_binary", bpp: float = 0.1, hidden: Sequence[
   (Gumbel-softmax, K=`categories` per variable, KL to uniform), threshold
   (bilinear downsample to the bit budget, threshold at `threshold`, learned
   decoder). `gradient` applies to the dab_* variants (dab, ste or none).
-  Metrics: per-example MS-SSIM of the reconstruction (`ms_ssim`).
+  Metrics: MS-SSIM of the reconstruction (`ms_ssim`); stats: `latent_bits`.
   """
   if variant not in AUTOENCODER_VARIANTS:
     raise ValueError(f"unknown autoencoder variant {variant!r}; expected one of {AUTOENCODER_VARIANTS}")
@@ -286,8 +286,8 @@ def autoencoder(variant: str = "dab_binary", bpp: float = 0.1, hidden: Sequence[
                                   gamma=gamma, dab_loss=dab_loss, name="latent")
     recon = decode(z, image_shape)
     return {"output": recon, "penalty": penalty,
-            "metrics": {"ms_ssim": jnp.mean(metrics_lib.ms_ssim(inputs, recon)),
-                        "latent_bits": jnp.asarray(float(bits))}}
+            "metrics": {"ms_ssim": jnp.mean(metrics_lib.ms_ssim(inputs, recon))},
+            "stats": {"latent_bits": jnp.asarray(float(bits))}}
   return forward
 
 

@@ -40,7 +40,7 @@ def test_bridge_forward_is_hard_and_gradient_is_approximator_vjp():
   x, params, g = _setup()
   f = bridge.make_bridge(SIGNUM, _mlp)
   np.testing.assert_array_equal(f(x, params), SIGNUM(x))
-  grad_x = jax.grad(lambda x_: jnp.sum(f(x_, params) * g))(x)
+  grad_x = jax.jit(jax.grad(lambda x_: jnp.sum(f(x_, params) * g)))(x)
   _, vjp = jax.vjp(lambda x_: _mlp(params, x_), x)
   np.testing.assert_allclose(grad_x, vjp(g)[0], rtol=1e-6, atol=1e-6)
   assert float(jnp.abs(grad_x).sum()) > 0  # signum's own derivative would be 0 a.e.
@@ -49,7 +49,7 @@ def test_bridge_forward_is_hard_and_gradient_is_approximator_vjp():
 def test_task_loss_gives_no_gradient_to_approximator_params():
   x, params, g = _setup()
   f = bridge.make_bridge(SIGNUM, _mlp)
-  grads = jax.grad(lambda p: jnp.sum(f(x, p) * g))(params)
+  grads = jax.jit(jax.grad(lambda p: jnp.sum(f(x, p) * g)))(params)
   for leaf in jax.tree.leaves(grads):
     np.testing.assert_array_equal(leaf, 0.0)
 
@@ -63,7 +63,7 @@ def test_dab_loss_trains_approximator_but_not_encoder():
     _, pen = bridge.dab(SIGNUM, _mlp, z, p, gamma=10.0)
     return pen
 
-  g_enc, g_p = jax.grad(penalty, argnums=(0, 1))(enc, params)
+  g_enc, g_p = jax.jit(jax.grad(penalty, argnums=(0, 1)))(enc, params)
   np.testing.assert_array_equal(g_enc, 0.0)
   assert all(float(jnp.abs(l).sum()) > 0 for l in jax.tree.leaves(g_p))
   # gamma * batch mean of the feature-summed squared error (eq. 10).
@@ -80,7 +80,7 @@ def test_dimension_changing_hard_function_with_dab():
   f = bridge.make_bridge(hard.sort_rows_cols, approx)
   y = f(x, p)
   assert y.shape == (2, 3, 4, 4)
-  gx = jax.grad(lambda x_: jnp.sum(f(x_, p) ** 2))(x)
+  gx = jax.jit(jax.grad(lambda x_: jnp.sum(f(x_, p) ** 2)))(x)
   assert gx.shape == x.shape and float(jnp.abs(gx).sum()) > 0
   with pytest.raises(ValueError, match="approximator output"):
     bridge.make_bridge(hard.sort_rows_cols, lambda p_, z: z)(x, p)
@@ -166,7 +166,7 @@ def test_haiku_model_gradients_split_between_task_and_penalty():
   x = jax.random.uniform(jax.random.key(0), (8, 5))
   model = hk.transform_with_state(
       lambda z: nets.sort_dense(5, hidden=(8, 8, 16), approx_hidden=(8,))(z, is_training=True))
-  params, state = model.init(jax.random.key(1), x)
+  params, state = jax.jit(model.init)(jax.random.key(1), x)
   approx = [k for k in params if "approximator" in k]
   assert approx
 
@@ -174,8 +174,9 @@ def test_haiku_model_gradients_split_between_task_and_penalty():
     out, _ = model.apply(p, state, None, x)
     return jnp.sum(out["output"] ** 2) if which == "task" else out["penalty"]
 
-  g_task = jax.grad(part)(params, "task")
-  g_pen = jax.grad(part)(params, "penalty")
+  grad = jax.jit(jax.grad(part), static_argnums=1)
+  g_task = grad(params, "task")
+  g_pen = grad(params, "penalty")
   for name, leaves in g_task.items():
     total = sum(float(jnp.abs(v).sum()) for v in leaves.values())
     assert (total == 0.0) == (name in approx), name
@@ -224,7 +225,7 @@ def test_sorts_and_topk():
 
 def test_kmeans_recovers_clusters():
   x = jnp.array([[0.0, 0.1, 5.0, 5.2, 10.0, 9.9]])
-  v = hard.kmeans(x, k=3, iterations=5)
+  v = jax.jit(functools.partial(hard.kmeans, k=3, iterations=5))(x)
   np.testing.assert_allclose(v, [[0.05, 0.05, 5.1, 5.1, 9.95, 9.95]], rtol=1e-5)
   a = hard.kmeans(x, k=3, iterations=5, output="assignments")
   assert a[0, 0] == a[0, 1] != a[0, 2] == a[0, 3] != a[0, 4] == a[0, 5]
@@ -263,18 +264,19 @@ def test_per_element_approximator_checks_positions():
 
 def test_ms_ssim():
   x = jax.random.uniform(jax.random.key(0), (2, 28, 28, 1))
-  np.testing.assert_allclose(metrics.ms_ssim(x, x), [1.0, 1.0], rtol=1e-5)
   noisy = jnp.clip(x + 0.3 * jax.random.normal(jax.random.key(1), x.shape), 0, 1)
-  worse = metrics.ms_ssim(x, noisy)
-  assert bool(jnp.all(worse < 0.9)) and bool(jnp.all(worse >= 0))
-  assert bool(jnp.all(metrics.ms_ssim(x, 0.5 * x + 0.5 * noisy) > worse))
+  ms = jax.jit(jax.vmap(metrics.ms_ssim, in_axes=(None, 0)))(x, jnp.stack([x, noisy, 0.5 * x + 0.5 * noisy]))
+  np.testing.assert_allclose(ms[0], [1.0, 1.0], rtol=1e-5)
+  assert bool(jnp.all(ms[1] < 0.9)) and bool(jnp.all(ms[1] >= 0))
+  assert bool(jnp.all(ms[2] > ms[1]))
 
 
 def test_emd_1d():
-  np.testing.assert_allclose(metrics.emd_1d(jnp.array([[0.0, 1.0]]), jnp.array([[0.5, 0.5]])), [0.5])
+  emd = jax.jit(metrics.emd_1d)
+  np.testing.assert_allclose(emd(jnp.array([[0.0, 1.0]]), jnp.array([[0.5, 0.5]])), [0.5])
   # Different sizes: {0, 1} vs {0, 0, 1, 1} are the same distribution.
-  np.testing.assert_allclose(metrics.emd_1d(jnp.array([[0.0, 1.0]]), jnp.array([[1.0, 0, 0, 1]])), [0.0])
-  np.testing.assert_allclose(metrics.emd_1d(jnp.array([[0.0]]), jnp.array([[1.0, 3.0]])), [2.0])
+  np.testing.assert_allclose(emd(jnp.array([[0.0, 1.0]]), jnp.array([[1.0, 0, 0, 1]])), [0.0])
+  np.testing.assert_allclose(emd(jnp.array([[0.0]]), jnp.array([[1.0, 3.0]])), [2.0])
 
 
 def test_linear_probe():

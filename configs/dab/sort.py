@@ -56,6 +56,8 @@ def get_config(arg: str = ""):
     c.gradient = "smooth"
   c.model.ponder_steps = 5  # lstm only (figure 3)
   if "lstm" in args:
+    c.model.lstm_size = 256
+    c.model.dense = 256
     c.optimizer.grad_clip_norm = 5.0  # appendix 7.2: LSTM (gradclip 5)
   c.loss.name = "softmax_xent"
   c.optimizer.name = "adam"
