@@ -241,7 +241,7 @@ def hb_net(images, is_training, *, stage_blocks: Sequence[int], stage_channels: 
                                    is_training))
   else:
     x = jax.nn.relu(_bn("stem_bn")(_conv(64, 7, 2, name="stem_conv")(images), is_training))
-    x = hk.max_pool(x, 3, 2, "SAME")
+    x = hk.max_pool(x, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")
   x_prev = x
   layer = 0
   for s, (blocks, ch) in enumerate(zip(stage_blocks, stage_channels)):
@@ -319,7 +319,7 @@ def agd_net(images, is_training, *, block_layers: Sequence[int], growth: int, nu
   else:
     x = jax.nn.relu(_bn("stem_bn")(_conv(stem_channels, 7, 2, name="stem_conv")(images),
                                    is_training))
-    x = hk.max_pool(x, 3, 2, "SAME")
+    x = hk.max_pool(x, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")
   for b, n_layers in enumerate(block_layers):
     h = np.asarray(kernels.agd_h(n_layers))
     zs = [x]
@@ -337,7 +337,7 @@ def agd_net(images, is_training, *, block_layers: Sequence[int], growth: int, nu
       with hk.experimental.name_scope(f"transition_{b}"):
         ch = int(np.floor(x.shape[-1] * compression))
         x = _conv(ch, 1, name="conv")(jax.nn.relu(_bn("bn")(x, is_training)))
-        x = hk.avg_pool(x, 2, 2, "VALID")
+        x = hk.avg_pool(x, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
   x = jax.nn.relu(_bn("final_bn")(x, is_training))
   return _head(x, num_classes)
 
