@@ -29,6 +29,12 @@ def _check(name, value, accepted):
     raise ValueError(f"{name}={value!r} is not accepted; choose one of {list(accepted)}.")
 
 
+def _static(fn, num: int) -> np.ndarray:
+  """kernels.fn(num) (theta, beta, h) as numpy constants, also while jit traces the network."""
+  with jax.ensure_compile_time_eval():
+    return np.asarray(fn(num))
+
+
 def coefficient(name: str, value, learned: bool) -> jnp.ndarray:
   """A structure coefficient: the constant `value`, or a parameter initialised at it."""
   value = jnp.asarray(value, jnp.float32)
@@ -104,8 +110,8 @@ def fc_structure(x0: jnp.ndarray, *, structure: str, depth: int, activation: str
     return phi(lin(x))
 
   learned = coefficients == "learned"
-  nb = np.asarray(kernels.nesterov_betas(depth))
-  h = np.asarray(kernels.agd_h(depth))
+  nb = _static(kernels.nesterov_betas, depth)
+  h = _static(kernels.agd_h, depth)
 
   if structure in ("gd", "hb", "hb_relaxed"):
     x_prev, x = x0, x0
@@ -321,7 +327,7 @@ def agd_net(images, is_training, *, block_layers: Sequence[int], growth: int, nu
                                    is_training))
     x = hk.max_pool(x, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")
   for b, n_layers in enumerate(block_layers):
-    h = np.asarray(kernels.agd_h(n_layers))
+    h = _static(kernels.agd_h, n_layers)
     zs = [x]
     for k in range(n_layers):
       with hk.experimental.name_scope(f"block{b}_layer{k}"):
