@@ -251,6 +251,18 @@ def test_approximator_losses():
     bridge.approximator_loss(p, t, "kl")
 
 
+def test_hard_layer_ste_refuses_sort_and_dab_accepts_it():
+  x = jnp.ones((2, 2, 2, 3))
+  ste = hk.transform(lambda z: nets.hard_layer(z, "sort", gradient="ste"))
+  with pytest.raises(ValueError, match="straight-through"):
+    ste.init(jax.random.key(0), x)
+  dab_layer = hk.transform(lambda z: nets.hard_layer(z, "sort", approximator="per_element",
+                                                     approx_hidden=(4,)))
+  params = dab_layer.init(jax.random.key(0), x)
+  y, penalty = dab_layer.apply(params, None, x)
+  assert y.shape == (2, 2, 2, 6) and float(penalty) > 0
+
+
 def test_per_element_approximator_checks_positions():
   with pytest.raises(ValueError, match="keeps positions"):
     nets.approximator_fn("per_element", (4,), (2,))

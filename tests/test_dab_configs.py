@@ -61,6 +61,7 @@ def test_cifar_resnet_steps(hard, gradient, placement):
   assert "test_accuracy" in s["final"] and s["final"]["test_emd"] >= 0
 
 
+@pytest.mark.slow
 def test_cifar_ste_refuses_dimension_changing_sort():
   with pytest.raises(ValueError, match="straight-through"):
     testing.build_and_step("configs/dab/cifar_resnet.py:quick",

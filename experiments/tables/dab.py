@@ -61,7 +61,7 @@ def _plot(ctx, filename, series, ylabel, title):
 
 def run_table1(ctx: reproduce.Context) -> str:
   """Sorting: DAB vs STE vs no gradient vs ELU-Dense (and the LSTM in the full version)."""
-  steps = 2500 if ctx.quick else 200_000
+  steps = 6000 if ctx.quick else 200_000
   lengths = (5,) if ctx.quick else (5, 10, 15)
   rows, series = [], {}
   variants = [("signum_dense", "dab", "configs/dab/sort.py", "dense signum, DAB"),
@@ -120,7 +120,7 @@ def _linear_probe(config_spec: str, overrides: dict, workdir: str) -> float:
   kwargs = {k: v for k, v in cfg.model.to_dict().items() if k != "name"}
   encoder = hk.transform_with_state(lambda x: nets.encode_fn(**kwargs)(x))
   apply = jax.jit(lambda x: encoder.apply(saved["params"], saved["state"], jax.random.key(0), x)[0])
-  dataset = data.get_dataset(cfg.dataset)
+  dataset = data.get_dataset(cfg)
 
   def codes(split):
     zs, ys = [], []
