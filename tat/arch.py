@@ -75,16 +75,16 @@ class KernelOps:
   # Layers.
   def dense(self, x: KV, features: int, name: Optional[str] = None) -> KV:
     del features, name
-    return KV(self.linear_fn(x.v), self.linear_fn(x.s))
+    return self._apply(self.linear_fn, x)
 
   def conv(self, x: KV, features: int, kernel: int = 3, stride: int = 1,
            name: Optional[str] = None) -> KV:
     del features, kernel, stride, name
-    return KV(self.linear_fn(x.v), self.linear_fn(x.s))
+    return self._apply(self.linear_fn, x)
 
   def act(self, x: KV) -> KV:
     self.num_acts += 1
-    return KV(self.act_fn(x.v), self.act_fn(x.s))
+    return self._apply(self.act_fn, x)
 
   def add(self, terms: Sequence[tuple[float, KV]]) -> KV:
     terms = [(w, t) for w, t in terms if w != 0]
@@ -94,7 +94,12 @@ class KernelOps:
 
   def norm(self, x: KV, name: Optional[str] = None) -> KV:
     del name
-    return KV(self.norm_fn(x.v), self.norm_fn(x.s))
+    return self._apply(self.norm_fn, x)
+
+  @staticmethod
+  def _apply(fn, x: KV) -> KV:
+    v = fn(x.v)
+    return KV(v, v if x.s is x.v else fn(x.s))  # one evaluation until the two differ
 
   def max_pool(self, x, window=3, stride=2):
     return x

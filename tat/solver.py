@@ -18,9 +18,9 @@ subnetwork maximizing function M_{f,r} for the global conditions:
 
 Everything numeric runs in float64. The global searches evaluate the
 architecture's kernel interpretation on whole grids of candidate values at
-once (numpy). The smooth solvers are Newton iterations from DKS's starting
-points, all starting points at once, on Gauss-Legendre panels split at the
-activation's kink; phi, phi', phi'' come from one small jitted JAX function
+once (numpy). The smooth solvers are root searches from DKS's starting
+points (Powell's hybrid method, as dks.base), on Gauss-Legendre panels split
+at the activation's kink; phi, phi', phi'' come from one small jitted JAX function
 per activation (compiled once and cached), so a solve costs milliseconds.
 """
 
@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.optimize
 
 from tat import arch as tat_arch
 from tat import kernels
@@ -73,13 +74,14 @@ class ActivationSpec:
 # ---------------------------------------------------------------------------
 # Searches on increasing scalar functions (numpy float64, vectorized).
 
-def search_increasing(fn, target: float, lo: float, hi: float, points: int = 64,
-                      passes: int = 8) -> float:
+def search_increasing(fn, target: float, lo: float, hi: float, points: int = 128,
+                      passes: int = 5) -> float:
   """x in [lo, hi] with fn(x) = target for an increasing, elementwise ``fn``.
 
   Each pass evaluates ``fn`` on a grid of ``points`` values at once (the kernel
   interpretation is elementwise, so a whole grid costs one network pass) and
-  keeps the bracketing cell: 8 passes of 64 points shrink [lo, hi] by 63^8.
+  keeps the bracketing cell: 5 passes of 128 points shrink [lo, hi] by 127^5,
+  and a final secant step on the last cell gives float64 accuracy.
   """
   for _ in range(passes):
     xs = np.linspace(lo, hi, points)
@@ -157,7 +159,7 @@ def local_slope_target(arch: Callable, zeta: float) -> float:
 
 
 # ---------------------------------------------------------------------------
-# Smooth activations: Newton from DKS's starting points, all at once (numpy float64).
+# Smooth activations: Powell hybrid root finding from DKS's starting points (numpy float64).
 
 _TRY_SCALE = (1.0, 0.1)
 _TRY_SHIFT = (0.0, 1.0, -1.0)
@@ -235,74 +237,27 @@ def _residuals(p, method, derivs, kink, target):
   return res, d, np.sqrt(g2)
 
 
-def _newton(p, method, derivs, kink, target, accept, iters=40, h=1e-7, tol=1e-10):
-  """Newton with central-difference Jacobians and a unit trust radius.
-
-  Runs only the starting points still in play and stops as soon as the first
-  starting point (in DKS's order) that has not failed has converged to ``tol``
-  and passes ``accept``; returns its index (or None) and the final arrays.
-  """
-  n = p.shape[1]
-  p = p.copy()
-  failed = np.zeros(len(p), bool)
-  done = np.zeros(len(p), bool)
-  eye = np.eye(n) * h
-  with np.errstate(all="ignore"):
-    for it in range(iters + 1):
-      active = np.flatnonzero(~failed & ~done)
-      jac = r = None
-      if len(active):
-        q = p[active]
-        # One batched evaluation: the points and their +-h perturbations.
-        pts = np.concatenate([q[:, None, :], q[:, None, :] + eye[None], q[:, None, :] - eye[None]],
-                             axis=1)
-        rr = _residuals(pts.reshape(-1, n), method, derivs, kink, target)[0]
-        rr = rr.reshape(len(q), 2 * n + 1, -1)
-        r = rr[:, 0]
-        jac = np.transpose((rr[:, 1:n + 1] - rr[:, n + 1:]) / (2 * h), (0, 2, 1))  # [S, m, n]
-        err = np.max(np.abs(r), axis=1)
-        bad = ~np.isfinite(err)
-        conv = ~bad & (err < tol)
-        failed[active[bad]] = True
-        done[active[conv]] = True
-        if it >= 20:  # abandon starting points that are still far from a root
-          failed[active[~conv & (err > 1e-3)]] = True
-      last = it == iters or not np.any(~failed & ~done)
-      for i in range(len(p)):
-        if failed[i]:
-          continue
-        if not done[i]:
-          if last:
-            continue  # never converged: a failure
-          break
-        res, d, g = _residuals(p[i:i + 1], method, derivs, kink, target)
-        if accept(p[i], d[0], g[0]):
-          return i, p[i], d[0], g[0]
-        failed[i] = True  # converged to a rejected solution
-      if last:
-        break
-      keep = ~failed[active] & ~done[active]
-      active, q, r, jac = active[keep], p[active][keep], r[keep], jac[keep]
-      ok = np.all(np.isfinite(jac), axis=(1, 2)) & (np.abs(np.linalg.det(
-          np.where(np.isfinite(jac), jac, 0.0))) > 1e-300)
-      failed[active[~ok]] = True
-      step = np.zeros_like(q)
-      if np.any(ok):
-        step[ok] = np.linalg.solve(jac[ok], r[ok][..., None])[..., 0]
-      norm = np.sqrt(np.sum(step ** 2, axis=1, keepdims=True))
-      p[active] = q - step * np.minimum(1.0, 1.0 / np.maximum(norm, 1e-300))
-  return None, None, None, None
+_RANDOM_SEED = 123  # dks.base seeds numpy with this before its random starting points
+_SAMPLE_RANGE = {"input_scale": (0.0, 2.0), "input_shift": (-3.0, 3.0),
+                 "output_shift": (-3.0, 3.0), "negative_slope": (0.0, 1.0)}
+_PARAM_NAMES = {"tat": ("input_scale", "input_shift", "output_shift"),
+                "dks": ("input_scale", "input_shift"),
+                "dks_lrelu": ("negative_slope", "input_shift")}
 
 
-def _starting_points(method):
-  if method == "tat":
-    return np.array(list(itertools.product(_TRY_SCALE, _TRY_SHIFT, _TRY_OSHIFT)), np.float64)
-  if method == "dks_lrelu":
-    return np.array(list(itertools.product(_TRY_SLOPE, _TRY_SHIFT)), np.float64)
-  return np.array(list(itertools.product(_TRY_SCALE, _TRY_SHIFT)), np.float64)
+def _starting_points(method, num_tries=50):
+  """DKS's starting points: a fixed grid, then seeded uniform samples (same order)."""
+  grids = {"input_scale": _TRY_SCALE, "input_shift": _TRY_SHIFT, "output_shift": _TRY_OSHIFT,
+           "negative_slope": _TRY_SLOPE}
+  names = _PARAM_NAMES[method]
+  points = list(itertools.product(*(grids[n] for n in names)))
+  rng = np.random.RandomState(_RANDOM_SEED)
+  for _ in range(num_tries - len(points)):
+    points.append(tuple(rng.uniform(*_SAMPLE_RANGE[n]) for n in names))
+  return np.array(points, np.float64)
 
 
-def _solve_smooth(phi, kink, method, target, name, reject=None, tol=1e-10):
+def _solve_smooth(phi, kink, method, target, name, reject=None, tol=1e-9):
   starts = _starting_points(method)
   derivs = None
   if method != "dks_lrelu":
@@ -318,10 +273,21 @@ def _solve_smooth(phi, kink, method, target, name, reject=None, tol=1e-10):
     return {"input_scale": float(p[0]), "input_shift": float(p[1]),
             "output_shift": float(d), "output_scale": float(g)}
 
-  accept = lambda p, d, g: reject is None or not reject(to_params(p, d, g))
-  i, p, d, g = _newton(starts, method, derivs, kink, target, accept, tol=tol)
-  if i is not None:
-    return to_params(p, d, g)
+  # Powell's hybrid method (as dks.base) from DKS's starting points in DKS's order, so
+  # that where the conditions have several solutions we pick the same one.
+  for start in starts:
+    fun = lambda v: _residuals(v[None], method, derivs, kink, target)[0][0]
+    with np.errstate(all="ignore"):
+      sol = scipy.optimize.root(fun, start, method="hybr")
+      if not sol.success:
+        continue
+      res, d, g = _residuals(sol.x[None], method, derivs, kink, target)
+    if not np.all(np.isfinite(res)) or np.max(np.abs(res)) > tol:
+      continue
+    params = to_params(sol.x, d[0], g[0])
+    if reject is not None and reject(params):
+      continue
+    return params
   raise ValueError(f"no solution found for activation {name!r} with method {method!r} "
                    f"(target {target}) from {len(starts)} starting points; the activation may not "
                    "be able to satisfy these Q/C conditions (for TAT it must be smooth with a "
