@@ -53,6 +53,8 @@ def _make_forward(arch: Callable, *, activation: str, method: str, eta: float, t
   else:
     act, factory = spec.fn(), False
 
+  norm = norm or None  # '' (config default) = no normalization
+
   def forward(inputs, *, is_training: bool, step=None):
     del step
     ops = tat_arch.HaikuOps(act, init=init, sigma_w=spec.sigma_w, sigma_b=spec.sigma_b,

@@ -62,10 +62,12 @@ def _empirical_c(forward, inputs, seeds):
 
 @pytest.mark.parametrize("name, kwargs, shape", [
     ("mlp", dict(depth=20, width=256, num_classes=512), (256,)),
-    ("resnet_v2", dict(depth=18, variant="vanilla", channels=(256,) * 4, stem_channels=256,
-                       small_inputs=True, num_classes=512), (1, 1, 256)),
-    ("resnet_v2", dict(depth=18, variant="rescaled", shortcut_weight=0.8, channels=(256,) * 4,
-                       stem_channels=256, small_inputs=True, num_classes=512), (1, 1, 256)),
+    pytest.param("resnet_v2", dict(depth=18, variant="vanilla", channels=(256,) * 4,
+                                   stem_channels=256, small_inputs=True, num_classes=512),
+                 (1, 1, 256), marks=pytest.mark.slow),
+    pytest.param("resnet_v2", dict(depth=18, variant="rescaled", shortcut_weight=0.8,
+                                   channels=(256,) * 4, stem_channels=256, small_inputs=True,
+                                   num_classes=512), (1, 1, 256), marks=pytest.mark.slow),
 ])
 def test_predicted_c_matches_empirical_cosine_similarity(name, kwargs, shape):
   """Appendix E.1: c values predicted by the kernel interpretation of the same definition."""
@@ -88,16 +90,17 @@ def test_predicted_c_matches_empirical_cosine_similarity(name, kwargs, shape):
      (4, 4, 1)),
     ("mlp", dict(depth=6, width=16, method="eoc", activation="tanh", init="gaussian"), (8,)),
     ("mlp", dict(depth=6, width=16, method="prelu", activation="relu"), (8,)),
-    ("convnet", dict(depth=14, width=4, method="tat", activation="leaky_relu",
-                     downsample_every=5), (8, 8, 3)),
+    pytest.param("convnet", dict(depth=14, width=4, method="tat", activation="leaky_relu",
+                                 downsample_every=5), (8, 8, 3), marks=pytest.mark.slow),
     ("resnet_v2", dict(depth=18, variant="standard", method="untransformed",
                        width_multiplier=0.0625), (16, 16, 3)),
     ("resnet_v2", dict(depth=18, variant="rescaled", shortcut_weight=0.8, method="tat",
                        activation="softplus", width_multiplier=0.0625), (16, 16, 3)),
-    ("resnet_v2", dict(depth=18, variant="vanilla", norm="layer", method="tat",
-                       activation="relu", eta=0.5, width_multiplier=0.0625), (16, 16, 3)),
-    ("wide_resnet", dict(depth=16, widening_factor=1, method="eoc", activation="relu"),
-     (8, 8, 3)),
+    pytest.param("resnet_v2", dict(depth=18, variant="vanilla", norm="layer", method="tat",
+                                   activation="relu", eta=0.5, width_multiplier=0.0625),
+                 (16, 16, 3), marks=pytest.mark.slow),
+    pytest.param("wide_resnet", dict(depth=16, widening_factor=1, method="eoc",
+                                     activation="relu"), (8, 8, 3), marks=pytest.mark.slow),
 ])
 def test_models_build_and_run(name, kwargs, shape):
   fwd = models.MODELS[name](num_classes=5, **kwargs)
