@@ -152,16 +152,18 @@ def fc_structure(x0: jnp.ndarray, *, structure: str, depth: int, activation: str
       else:
         al = coefficient(f"alpha_{k}", hk1, True)
         be = coefficient(f"beta_{k}", delta - hk1, True)
-      xs.append(agd2_combine(ts, xs, al, be))
+      # one contraction per layer over the stacked history (compiles in O(depth) ops)
+      xs.append(jnp.tensordot(jnp.asarray(al), jnp.stack(ts), 1)
+                + jnp.tensordot(jnp.asarray(be), jnp.stack(xs), 1))
     return xs[-1]
 
   # ADMM: iteration (14) or relaxed (20).
   xps, xs = [x0], [x0]
+  lam = 0.0  # running sum_{t=1..k} (x'_t - x_t), the multiplier of (6)
   for k in range(depth):
     lin = shared_lin if shared else hk.Linear(width, with_bias=with_bias, name=f"w_{k}")
     tp, tx = phi(lin(xps[k])), phi(lin(xs[k]))
     if structure == "admm":
-      lam = sum(xps[t_] - xs[t_] for t_ in range(1, k + 1)) if k else 0.0
       xp_new = 0.5 * (tp + xs[k] - lam)
       x_new = 0.5 * (tx + xp_new + lam)
     else:
@@ -172,6 +174,7 @@ def fc_structure(x0: jnp.ndarray, *, structure: str, depth: int, activation: str
       xp_new, x_new = admm_step(tp, tx, xps, xs, al, be)
     xps.append(xp_new)
     xs.append(x_new)
+    lam = lam + (xp_new - x_new)
   return xs[-1]
 
 

@@ -1,0 +1,63 @@
+"""Every optnets config builds and takes real steps (TFDS configs on mock data)."""
+
+import numpy as np
+import pytest
+
+from experiments import config_lib, testing
+from optnets import data
+
+
+def test_gaussian_pairs():
+  d = data.gaussian_pairs(np.random.default_rng(0), 500, "train", dim=100)
+  assert d["inputs"].shape == d["labels"].shape == (500, 100)
+  assert abs(d["inputs"].std() - 1) < 0.05 and abs(np.corrcoef(
+      d["inputs"].ravel(), d["labels"].ravel())[0, 1]) < 0.05
+  with pytest.raises(ValueError, match="positive"):
+    data.gaussian_pairs(np.random.default_rng(0), 0, "train")
+
+
+def test_simulation_config_fields():
+  c = config_lib.load_config("configs/optnets/simulation.py", {"structure": "hb", "depth": 20})
+  assert c.model.structure == "hb" and c.model.depth == 20
+  assert c.eval_splits == ("train",) and c.dataset.num_train == 10_000
+  assert c.train_epochs == 1000
+
+
+@pytest.mark.parametrize("structure", ["gd", "hb", "agd", "agd2", "admm"])
+def test_simulation_steps(structure):
+  s = testing.build_and_step("configs/optnets/simulation.py:quick",
+                             overrides={"structure": structure, "depth": 3,
+                                        "dataset.kwargs.dim": 8})
+  assert np.isfinite(s["final"]["train_mse"])
+
+
+def test_cifar_config_is_section_7_1():
+  c = config_lib.load_config("configs/optnets/cifar.py:agd_net52,c100,aug")
+  assert (c.batch_size, c.train_epochs, c.l2, c.optimizer.nesterov) == (64, 300.0, 1e-4, True)
+  assert c.optimizer.schedule.boundaries == (0.5, 0.75) and c.dataset.augment == "cifar"
+  assert c.model.depth == 52 and c.model.num_classes == 100 and c.model.beta == 0.1
+  i = config_lib.load_config("configs/optnets/imagenet.py:densenet121")
+  assert (i.batch_size, i.train_epochs) == (256, 100.0)
+  assert i.optimizer.schedule.boundaries == (0.3, 0.6, 0.9)
+  with pytest.raises(ValueError, match="choose one"):
+    config_lib.load_config("configs/optnets/cifar.py:resnet56,hb_net56")
+
+
+@pytest.mark.parametrize("variant,overrides", [
+    ("hb_net56,c10", {"model.n": 1}),
+    ("resnet110,c100,aug", {"model.n": 1}),
+    ("agd_net40,c100", {"model.depth": 7, "model.growth": 2}),
+    ("densenet52,c10,aug", {"model.depth": 7, "model.growth": 2}),
+])
+def test_cifar_steps(variant, overrides):
+  s = testing.build_and_step("configs/optnets/cifar.py:" + variant, overrides=overrides)
+  assert 0.0 <= s["final"]["test_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("variant,overrides", [
+    ("hb_net34", {}),
+    ("agd_net121", {"model.growth": 2}),
+])
+def test_imagenet_steps(variant, overrides):
+  s = testing.build_and_step("configs/optnets/imagenet.py:" + variant, overrides=overrides)
+  assert 0.0 <= s["final"]["test_accuracy"] <= 1.0
