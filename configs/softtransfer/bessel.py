@@ -19,8 +19,10 @@ gamma * sigmoid'(9.6) ~ gamma * 7e-5, and this moves the gates within the
 3000 steps at this learning rate.
 
 Expected (paper, figure 2): resin -> sin fits J0 better than sin (which fits
-the noise) and resin (which outputs the mean at high frequencies). See
-/work/notes/readme_softtransfer.md (README) for what we measured.
+the noise) and resin (which outputs the mean at high frequencies). Measured
+(3 seeds, final test MSE): sin 0.055, resin 0.019, resin -> sin 0.036 (gates
+E[z] ~ 0.87 at the end): sin overfits and resin outputs the mean as in the
+paper, but resin -> sin does not beat resin here. relu and relu -> sin diverge.
 """
 
 import os
