@@ -67,7 +67,7 @@ def _make_forward(arch: Callable, *, activation: str, method: str, eta: float, t
   return forward
 
 
-def mlp(depth: int = 10, width: int = 256, num_classes: int = 10, activation: str = "relu",
+def mlp(depth: int = 20, width: int = 256, num_classes: int = 10, activation: str = "relu",
         method: str = "tat", eta: float = 0.9, tau: float = 0.3, zeta: float = 1.5,
         init: str = "orthogonal", dropout_rate: float = 0.0, negative_slope=None,
         sigma_w=None, sigma_b=None, train_steps=None):
@@ -82,7 +82,7 @@ def mlp(depth: int = 10, width: int = 256, num_classes: int = 10, activation: st
                        sigma_b=sigma_b)
 
 
-def convnet(depth: int = 10, width: int = 32, num_classes: int = 10, activation: str = "relu",
+def convnet(depth: int = 20, width: int = 32, num_classes: int = 10, activation: str = "relu",
             method: str = "tat", eta: float = 0.9, tau: float = 0.3, zeta: float = 1.5,
             init: str = "orthogonal", dropout_rate: float = 0.0, downsample_every: int = 0,
             negative_slope=None, sigma_w=None, sigma_b=None, train_steps=None):

@@ -66,6 +66,8 @@ class ActivationSpec:
 
   def to_json(self) -> dict:
     out = {"activation": self.name, "method": self.method}
+    if not self.params:  # untransformed smooth activation: the identity transformation
+      out.update(input_scale=1.0, input_shift=0.0, output_shift=0.0, output_scale=1.0)
     out.update({k: float(v) for k, v in self.params.items()})
     out.update(sigma_w=float(self.sigma_w), sigma_b=float(self.sigma_b))
     return out
