@@ -23,7 +23,7 @@ def test_simulation_config_fields():
   assert c.train_epochs == 1000
 
 
-@pytest.mark.parametrize("structure", ["gd", "hb", "agd", "agd2", "admm"])
+@pytest.mark.parametrize("structure", ["agd2"])  # the others: test_optnets_nets.py
 def test_simulation_steps(structure):
   s = testing.build_and_step("configs/optnets/simulation.py:quick",
                              overrides={"structure": structure, "depth": 3,
@@ -44,16 +44,15 @@ def test_cifar_config_is_section_7_1():
 
 
 @pytest.mark.parametrize("variant,overrides", [
-    ("hb_net56,c10", {"model.n": 1}),
-    ("resnet110,c100,aug", {"model.n": 1}),
-    ("agd_net40,c100", {"model.depth": 7, "model.growth": 2}),
-    ("densenet52,c10,aug", {"model.depth": 7, "model.growth": 2}),
+    ("hb_net56,c100,aug", {"model.n": 1}),
+    ("agd_net40,c10", {"model.depth": 7, "model.growth": 2}),
 ])
 def test_cifar_steps(variant, overrides):
   s = testing.build_and_step("configs/optnets/cifar.py:" + variant, overrides=overrides)
   assert 0.0 <= s["final"]["test_accuracy"] <= 1.0
 
 
+@pytest.mark.slow  # ImageNet-34 has 21M parameters: tens of seconds on the shared CPU
 @pytest.mark.parametrize("variant,overrides", [
     ("hb_net34", {}),
     ("agd_net121", {"model.growth": 2}),
