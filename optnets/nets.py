@@ -52,18 +52,6 @@ def hb_step(t_out, x_k, x_prev, beta1, beta2):
   return t_out + beta1 * x_k + beta2 * x_prev
 
 
-def agd2_combine(t_outs: Sequence, xs: Sequence, alphas, betas):
-  """Eq. (18): x_{k+1} = sum_j alpha^j T(x_j) + sum_j beta^j x_j (None entries skipped)."""
-  out = 0.0
-  for j, t in enumerate(t_outs):
-    if t is not None:
-      out = out + alphas[j] * t
-  for j, x in enumerate(xs):
-    if x is not None:
-      out = out + betas[j] * x
-  return out
-
-
 def admm_step(t_prime, t_x, xs_prime: Sequence, xs: Sequence, alphas, betas):
   """Eq. (20): both paths add sum_t alpha_t x'_t + sum_t beta_t x_t to their own T."""
   side = sum(a * xp for a, xp in zip(alphas, xs_prime)) + sum(b * x for b, x in zip(betas, xs))
@@ -152,7 +140,8 @@ def fc_structure(x0: jnp.ndarray, *, structure: str, depth: int, activation: str
       else:
         al = coefficient(f"alpha_{k}", hk1, True)
         be = coefficient(f"beta_{k}", delta - hk1, True)
-      # one contraction per layer over the stacked history (compiles in O(depth) ops)
+      # eq. (18): sum_j alpha^j T(x_j) + sum_j beta^j x_j, one contraction per layer
+      # over the stacked history (compiles in O(depth) ops)
       xs.append(jnp.tensordot(jnp.asarray(al), jnp.stack(ts), 1)
                 + jnp.tensordot(jnp.asarray(be), jnp.stack(xs), 1))
     return xs[-1]
