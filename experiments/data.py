@@ -386,15 +386,19 @@ def _tfds_dataset(name: str, dcfg, seed: int) -> Dataset:
     if mode == "per_channel":
       return (image - mean_t) / std_t
     if mode == "per_location":
-      if "stats" not in stats_holder:
-        ds = load("train", False).take(10_000).map(lambda ex: eval_image(ex["image"]))
-        arr = np.stack([x for x in tfds.as_numpy(ds)])
-        stats_holder["stats"] = tuple(tf.constant(s) for s in image_stats(arr, "per_location"))
-      m, sd = stats_holder["stats"]
+      m, sd = stats_holder["stats"]  # computed eagerly by ensure_stats()
       return (image - m) / sd
     if mode == "none":
       return image
     raise ValueError(f"Unknown normalization {mode!r}; expected none, per_channel or per_location.")
+
+  def ensure_stats():
+    """Per-location statistics from up to 10,000 training images, computed eagerly
+    (never inside a tf.data map function, which traces in graph mode)."""
+    if dcfg.normalization == "per_location" and "stats" not in stats_holder:
+      ds = load("train", False).take(10_000).map(lambda ex: eval_image(ex["image"]))
+      arr = np.stack(list(tfds.as_numpy(ds)))
+      stats_holder["stats"] = tuple(tf.constant(s) for s in image_stats(arr, "per_location"))
 
   if dcfg.augment not in ("none", "cifar", "imagenet"):
     raise ValueError(f"Unknown augment {dcfg.augment!r}; expected none, cifar or imagenet.")
@@ -402,6 +406,7 @@ def _tfds_dataset(name: str, dcfg, seed: int) -> Dataset:
   def train_batches(global_batch, seed_, start_step, process_index=0, process_count=1):
     sl = process_slice(global_batch, process_index, process_count)
     local = sl.stop - sl.start
+    ensure_stats()
     split = tfds.split_for_jax_process("train") if process_count > 1 else "train"
     ds = load(split, True).repeat()
     ds = ds.shuffle(dcfg.shuffle_buffer, seed=seed_, reshuffle_each_iteration=True)
@@ -414,6 +419,7 @@ def _tfds_dataset(name: str, dcfg, seed: int) -> Dataset:
     yield from tfds.as_numpy(ds)
 
   def eval_batches(split, batch_size, process_index=0, process_count=1):
+    ensure_stats()
     real_split = eval_split if split == "test" else split
     ds = load(real_split, False).map(lambda ex: {
         "inputs": normalize(eval_image(ex["image"])),

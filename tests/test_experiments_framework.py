@@ -379,6 +379,10 @@ def test_reproduce_entry_runs_grid_and_writes_markdown(tmp_path):
 def test_build_and_step_on_mock_tfds():
   summary = testing.build_and_step(TINY, {"dataset.name": "cifar10", "dataset.augment": "cifar"})
   assert summary["step"] == 2 and np.isfinite(summary["final"]["test_loss"])
+  # ImageNet crops, with per-location statistics computed from the (mock) training images.
+  summary = testing.build_and_step(TINY, {"dataset.name": "imagenet2012", "model.num_outputs": 1000,
+                                          "dataset.normalization": "per_location"})
+  assert summary["step"] == 2 and np.isfinite(summary["final"]["test_loss"])
 
 
 def test_quickstart_config_builds_and_steps():

@@ -9,20 +9,14 @@ CASES = [
                  marks=pytest.mark.slow),  # K-FAC compilation: ~30 s idle, minutes under load
     ("configs/tat/mnist_vanilla.py:sgd,quick", {"depth": 14, "method": "eoc", "model.width": 16}),
     ("configs/tat/mnist_vanilla.py:sgd,quick", {"depth": 4, "method": "dks", "model.width": 16}),
-    pytest.param("configs/tat/imagenet_resnet.py:standard,sgd",
-                 {"depth": 18, "model.width_multiplier": 0.0625, "model.num_classes": 10},
-                 marks=pytest.mark.xfail(reason="framework imagenet mock-data eval error, see "
-                                                "the lars case", strict=False)),
+    ("configs/tat/imagenet_resnet.py:standard,sgd",
+     {"depth": 18, "model.width_multiplier": 0.0625, "model.num_classes": 10}),
     pytest.param("configs/tat/imagenet_resnet.py:vanilla,kfac,e180",
                  {"depth": 18, "model.width_multiplier": 0.0625, "model.num_classes": 10},
                  marks=pytest.mark.slow),
-    pytest.param("configs/tat/imagenet_resnet.py:rescaled,lars",
-                 {"depth": 18, "model.width_multiplier": 0.0625, "model.num_classes": 10,
-                  "method": "dks", "activation": "softplus", "model.norm": "layer"},
-                 marks=pytest.mark.xfail(
-                     reason="framework: imagenet eval on TFDS mock data raised 'SymbolicTensor "
-                            "has no attribute _datatype_enum' (experiments/data.py eval_batches), "
-                            "reported in /work/notes/requests_tat.md", strict=False)),
+    ("configs/tat/imagenet_resnet.py:rescaled,lars",
+     {"depth": 18, "model.width_multiplier": 0.0625, "model.num_classes": 10,
+                  "method": "dks", "activation": "softplus", "model.norm": "layer"}),
     ("configs/tat/cifar_wrn.py:quick", {"depth": 10, "model.widening_factor": 1, "method": "eoc"}),
 ]
 
