@@ -10,7 +10,7 @@ devices (then checkpoints keep every device's copy). All arguments carry a
 leading local-device axis (params, state and opt_state
 replicated, rng and batch sharded). `sgd`, `adam`, `rmsprop` and `lars` are
 optax transformations stepped by one `jax.pmap`-ed function (gradients
-averaged with `lax.pmean`); `kfac` is `kfac_jax.Optimizer`, which compiles its
+averaged with `lax.pmean` when there is more than one device); `kfac` is `kfac_jax.Optimizer`, which compiles its
 own multi-device step.
 """
 
@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from experiments import model_lib
 from experiments import schedules
 
 AXIS = "batch"
@@ -65,8 +66,8 @@ class OptaxUpdater:
 
     def update(params, state, opt_state, rng, batch):
       (_, (state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, rng, batch)
-      grads = jax.lax.pmean(grads, AXIS)
-      metrics = jax.lax.pmean(metrics, AXIS)
+      grads = model_lib.device_mean(grads, AXIS)
+      metrics = model_lib.device_mean(metrics, AXIS)
       updates, opt_state = tx.update(grads, opt_state, params)
       params = optax.apply_updates(params, updates)
       metrics["learning_rate"] = schedule(batch["step"])
