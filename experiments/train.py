@@ -12,7 +12,9 @@ Determinism: the batch and the random keys of step k are functions of
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import itertools
 import json
 import math
@@ -104,16 +106,57 @@ def _mean_records(records: list[dict]) -> dict:
   return out
 
 
+class WorkdirInUse(RuntimeError):
+  """Another live run holds the workdir (two runs would overwrite each other's checkpoints)."""
+
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: str, enabled: bool):
+  """An exclusive flock on `<workdir>/.lock` for the run's lifetime (process 0 only).
+
+  The lock dies with its process, so a killed run never leaves a stale lock.
+  """
+  if not enabled:
+    yield
+    return
+  path = os.path.join(workdir, ".lock")
+  with open(path, "a+") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      f.seek(0)
+      holder = f.read().strip() or "unknown"
+      raise WorkdirInUse(f"{workdir} is in use by another run (pid {holder}); wait for it to finish "
+                         "or stop it, or pass a different --workdir.") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains or resumes `config` in `workdir`; returns the summary dict."""
+  """Trains or resumes `config` in `workdir`; returns the summary dict.
+
+  Raises WorkdirInUse when another live run already trains in `workdir`.
+  """
+  chief = jax.process_index() == 0
+  if chief:
+    os.makedirs(workdir, exist_ok=True)
+  with _workdir_lock(workdir, enabled=chief):
+    return _run(config, workdir)
+
+
+def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   process_index, process_count = jax.process_index(), jax.process_count()
   chief = process_index == 0
   devices = jax.local_devices()
   num_devices = len(devices)
   global_devices = num_devices * process_count
-  if chief:
-    os.makedirs(workdir, exist_ok=True)
-  else:
+  if not chief:
     logging.setLevel(pylogging.WARNING)  # progress lines come from process 0
 
   dataset = data.get_dataset(config)

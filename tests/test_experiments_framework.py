@@ -301,7 +301,9 @@ def test_nan_loss_stops_with_step_and_checkpoint(tmp_path):
 
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path):
-  """SIGKILL mid-run, then the same command resumes: final metrics equal exactly."""
+  """SIGKILL mid-run, then the same command resumes: final metrics equal exactly.
+
+  While the first run lives, a second run in its workdir is refused."""
   work = tmp_path / "killed"
   proc = launch(str(work), "slow")
   deadline = time.time() + 240
@@ -309,10 +311,13 @@ def test_kill_and_resume_equals_uninterrupted(tmp_path):
     if proc.poll() is not None:
       break
     time.sleep(0.05)
+  # A second run in the same live workdir is refused, naming the holder.
+  with pytest.raises(train.WorkdirInUse, match=f"in use by another run \\(pid {proc.pid}\\)"):
+    train.run(load("slow"), str(work))
   proc.kill()
   proc.communicate()
   assert proc.returncode == -9, "the run finished before it could be killed"
-  resumed = train.run(load("slow"), str(work))
+  resumed = train.run(load("slow"), str(work))  # the lock died with the killed process
   full = train.run(load("slow"), str(tmp_path / "full"))
   assert resumed == full
 
