@@ -45,6 +45,12 @@ logging = pylogging.getLogger("experiments")
 warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
 
 
+# metrics.jsonl split of the training-step lines (loss, accuracy, learning rate,
+# steps/s averaged since the last line); evaluations use the dataset's split
+# names, `train` included, and model statistics the split `stats`.
+TRAIN_STEP_SPLIT = "train_step"
+
+
 class TrainingDiverged(FloatingPointError):
   """The loss became NaN or infinite; names the step and the last good checkpoint."""
 
@@ -236,7 +242,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       restored = ckpt.restore(start, template)
       params_r, state_r = replicate(restored["params"]), replicate(restored["state"])
       opt_state_r = opt_state_from_checkpoint(restored["opt_state"])
-      history = [r for r in writer.truncate_after(start) if r["split"] != "train"]
+      history = [r for r in writer.truncate_after(start) if r["split"] != TRAIN_STEP_SPLIT]
       logging.info("Resuming %s from step %d (%s).", workdir, start, ckpt.path(start))
     elif chief and os.path.exists(writer.path):
       os.remove(writer.path)  # a fresh run in an old workdir without checkpoints
@@ -296,7 +302,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       clock.update(time=now, step=step)
       values = _mean_records(records)
       values.update(steps_per_sec=rate, examples_per_sec=rate * config.batch_size)
-      writer.write(step, "train", values)
+      writer.write(step, TRAIN_STEP_SPLIT, values)
       eta = (total - step) / max(rate, 1e-9)
       logging.info("step %d/%d  loss %.4f  %.2f steps/s  ETA %s", step, total, values["loss"], rate,
                    time.strftime("%H:%M:%S", time.gmtime(eta)))

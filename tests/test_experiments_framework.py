@@ -246,19 +246,23 @@ def test_unknown_dataset_and_missing_tfds_data(tmp_path):
 
 
 def test_train_writes_workdir_contract(tmp_path):
-  summary = train.run(load(), str(tmp_path))
+  summary = train.run(load(eval_splits=("train", "test")), str(tmp_path))
   for name in ("config.json", "metrics.jsonl", "summary.json", "checkpoints", "tensorboard"):
     assert os.path.exists(tmp_path / name), name
   records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   assert all("step" in r and "split" in r for r in records)
-  assert {r["split"] for r in records} == {"train", "test", "stats"}
+  assert {r["split"] for r in records} == {"train_step", "train", "test", "stats"}
   assert summary["final"]["step_seen"] == 12  # models see the global step at evaluation
   assert set(summary) == {"step", "final", "best"}
   assert summary["best"]["test_accuracy"] >= summary["final"]["test_accuracy"]
   assert not any("per_sec" in k for k in summary["final"])  # timings stay out of summary.json
-  train_losses = [r["loss"] for r in records if r["split"] == "train"]
+  train_losses = [r["loss"] for r in records if r["split"] == "train_step"]
   assert train_losses[-1] < train_losses[0]
+  assert "train_accuracy" in summary["final"]  # the evaluation on the train split
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["12", "6"]
+  # Re-launching a finished run trains nothing and reports the same summary.
+  assert train.run(load(eval_splits=("train", "test")), str(tmp_path)) == summary
+  assert [json.loads(l) for l in open(tmp_path / "metrics.jsonl")] == records
 
 
 def test_pmap_two_devices_equals_one_device(tmp_path):
@@ -276,7 +280,7 @@ def test_pmap_two_devices_equals_one_device(tmp_path):
 def test_kfac_trains_on_two_devices(tmp_path):
   summary = train.run(load("kfac"), str(tmp_path))
   records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  losses = [r["loss"] for r in records if r["split"] == "train"]
+  losses = [r["loss"] for r in records if r["split"] == "train_step"]
   assert losses[-1] < losses[0]
   assert summary["final"]["test_accuracy"] > 0.5
 

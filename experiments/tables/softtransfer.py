@@ -105,7 +105,7 @@ def run_fig1(ctx: reproduce.Context) -> str:
     w, zbar = s["final"]["weight"], s["final"].get("gate_test_mean", 1.0 if label == "resin" else 0.0)
     fit = zbar * np.asarray(activations.resin(w * x)) + (1 - zbar) * np.asarray(activations.sin(w * x))
     axes[0].plot(x, fit, label=f"{label} s{seed}: w={w:.2f}")
-    trace = _records(r["workdir"], "train")
+    trace = _records(r["workdir"], "train_step")
     tw = np.array([6.0] + [t["weight"] for t in trace])
     tl = np.array([np.nan] + [t["task_loss"] for t in trace])
     for ax, land in zip(axes[1:], ("resin", "sin")):
