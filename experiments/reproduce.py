@@ -91,19 +91,30 @@ class Context:
 
     `select` is a summary key such as "best.test_accuracy" (higher is better
     unless the metric is a loss/error/MSE). Returns (best summary, its point,
-    all (point, summary) pairs).
+    all (point, summary) pairs). A point whose loss became NaN has summary
+    None and is not selected; if every point diverged, the last
+    TrainingDiverged is raised.
     """
     from experiments import metrics
+    from experiments import train
     keys = sorted(grid)
     results = []
+    diverged = None
     for values in itertools.product(*(grid[k] for k in keys)):
       point = dict(zip(keys, values))
       point_name = name + "_" + "_".join(f"{k.split('.')[-1]}={v}" for k, v in point.items())
-      summary = self.train(config, {**(overrides or {}), **point}, point_name, seed)
+      try:
+        summary = self.train(config, {**(overrides or {}), **point}, point_name, seed)
+      except train.TrainingDiverged as e:
+        print(f"[{self.id}] {point_name}: diverged ({e})", file=sys.stderr, flush=True)
+        summary, diverged = None, e
       results.append((point, summary))
+    finished = [r for r in results if r[1] is not None]
+    if not finished:
+      raise diverged
     section, metric = select.split(".", 1)
     sign = 1 if metrics.higher_is_better(metric) else -1
-    best_point, best = max(results, key=lambda r: sign * r[1][section][metric])
+    best_point, best = max(finished, key=lambda r: sign * r[1][section][metric])
     return best, best_point, results
 
 

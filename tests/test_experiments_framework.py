@@ -369,17 +369,18 @@ def test_two_processes_equal_single_process(tmp_path):
 
 def test_reproduce_entry_runs_grid_and_writes_markdown(tmp_path):
   def table(ctx):
-    best, point, results = ctx.grid(TINY, {"optimizer.learning_rate": [0.01, 0.1]},
+    best, point, results = ctx.grid(TINY, {"optimizer.learning_rate": [0.01, 0.1, 1e30]},
                                     select="best.test_accuracy", overrides={"train_steps": 6})
+    assert results[2][1] is None and point["optimizer.learning_rate"] != 1e30  # diverged: not selected
     rows = [[p["optimizer.learning_rate"], "-", reproduce.fmt(s["final"]["test_accuracy"], percent=True)]
-            for p, s in results]
+            for p, s in results if s is not None]
     return reproduce.markdown_table(["lr", "paper", "measured"], rows) + f"\nbest: {point}\n"
 
   reproduce.register("test_table", "A test table", "none", table)
   text = reproduce.run_entry(reproduce._REGISTRY["test_table"], str(tmp_path), quick=True)
   assert "| lr | paper | measured |" in text
   assert os.path.exists(tmp_path / "test_table.md")
-  assert len(os.listdir(tmp_path / "test_table")) == 2  # one workdir per grid point
+  assert len(os.listdir(tmp_path / "test_table")) == 3  # one workdir per grid point
   # Re-running reuses the finished runs instead of training again.
   text2 = reproduce.run_entry(reproduce._REGISTRY["test_table"], str(tmp_path), quick=True)
   assert text2.split("\n")[4:8] == text.split("\n")[4:8]
