@@ -4,7 +4,8 @@ Run:
   python -m experiments.main --config=configs/optnets/simulation.py \
       --config.structure=agd2 --config.depth=40 --workdir=/tmp/sim_agd2_40
   structure in {gd, hb, agd, agd2, admm} ((7), (11), (12), (13), (14));
-  depth in {10, 20, 30, 40}; `:quick` trains 20 epochs instead of 1,000.
+  depth in {10, 20, 30, 40}; `:quick` trains 20 epochs instead of 1,000 (the
+  optnets_table2 reproduction uses 10 with --quick).
 
 10,000 random pairs (x0, f) from N(0, I) in dimension 100 (optnets.data.gaussian_pairs),
 sigmoid Phi, a separate 100x100 W per layer (model (15), section 5.2), no bias,
