@@ -15,8 +15,8 @@ over the training set, the paper's table-2 number). The paper does not give the
 training optimizer or batch size: Adam, lr 1e-3, batch 100.
 
 Paper (1,000 epochs), depth 40: ADMM 1.0775, GD 1.0065, HB 1.0046, AGD 1.0021,
-AGD2 0.9996. A CPU epoch at depth 40 is 100 steps; see readme_optnets.md for the
-budget used here.
+AGD2 0.9996. An epoch is 100 steps; the README's optnets section has the
+budget used here and what it measured.
 """
 
 import os
