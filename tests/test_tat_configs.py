@@ -40,3 +40,36 @@ def test_config_variants_and_paper_settings():
   assert k.model.dropout_rate == 0.2 and k.eta == 0.9
   with pytest.raises(ValueError, match="unknown config variant"):
     config_lib.load_config("configs/tat/imagenet_resnet.py:adam")
+
+
+def test_mnist_vanilla_table_selects_per_cell_and_reports_divergence(tmp_path):
+  """The reproduction entry's grid logic: best lr per cell, NaN points, all-diverged cells.
+
+  `Context.train` is replaced by a fake (no training): accuracy peaks at the smallest
+  K-FAC lr, SGD lr 0.01 diverges for dks, and every SGD lr diverges for eoc at depth 100.
+  """
+  from experiments import reproduce
+  from experiments import train
+  from experiments.tables import tat as tat_tables
+
+  class FakeContext(reproduce.Context):
+    def train(self, config, overrides=None, name=None, seed=None):
+      lr, method, depth = overrides["optimizer.learning_rate"], overrides["method"], overrides["depth"]
+      if ":sgd" in config and method == "dks" and lr == 0.01:
+        raise train.TrainingDiverged("loss became nan at step 37 (the update from step 36)")
+      if ":sgd" in config and method == "eoc" and depth == 100:
+        raise train.TrainingDiverged(f"loss became nan at step {int(lr * 1000)}")
+      acc = 0.5 + 0.1 * (lr == min(tat_tables.MNIST_LR_GRID["kfac" if ":kfac" in config else "sgd"]))
+      return {"final": {"train_accuracy": acc, "test_accuracy": acc - 0.05},
+              "best": {"test_accuracy": acc - 0.04}}
+
+  text = tat_tables.run_mnist_vanilla(FakeContext(id="tat_mnist_vanilla", out=str(tmp_path), quick=True))
+  rows = [r.split(" | ") for r in text.splitlines() if r.startswith("| kfac") or r.startswith("| sgd")]
+  assert len(rows) == 2 * len(tat_tables.MNIST_DEPTHS) * len(tat_tables.MNIST_METHODS)
+  smallest_kfac = f"{min(tat_tables.MNIST_LR_GRID['kfac']):g}"
+  kfac_row = next(r for r in rows if r[:3] == ["| kfac", "50", "tat"])
+  assert kfac_row[3].startswith(smallest_kfac + " (") and kfac_row[4:6] == ["60.00", "55.00"]
+  dks_row = next(r for r in rows if r[:3] == ["| sgd", "20", "dks"])
+  assert "0.01: NaN" in dks_row[3] and dks_row[3].startswith("0.003 (")
+  eoc_row = next(r for r in rows if r[:3] == ["| sgd", "100", "eoc"])
+  assert eoc_row[3] == "all diverged" and eoc_row[4] == "diverged (at step 3)"

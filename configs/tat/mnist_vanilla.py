@@ -20,7 +20,8 @@ every 10 steps instead of the paper's 50 (which diverged at this scale).
 Default learning rates K-FAC 1e-4, SGD 0.003, the most robust points of the
 reproduction's grid (`python -m experiments.reproduce tat_mnist_vanilla --quick
 --out DIR`; the best point per cell is in the README): K-FAC 1e-3 and 3e-4 fall
-to 9-21% train accuracy at depth 100 for TAT and EOC, 1e-4 to no less than 57%;
+to 9-21% train accuracy at depth 100 for TAT and EOC, 1e-4 to no less than 57%
+(depth 100 TAT/DKS do best at 3e-5, 94-95%, but 3e-5 leaves EOC at 15-28%);
 SGD 0.01 diverges (NaN) for DKS at depths 50 and 100, 0.003 nowhere.
 summary.json reports train_accuracy and test_accuracy. Expected shape (paper, figure 1 / table 5 on ImageNet):
 TAT's accuracy does not fall with depth, EOC's does (most with SGD).
