@@ -54,6 +54,13 @@ TRAIN_STEP_SPLIT = "train_step"
 class TrainingDiverged(FloatingPointError):
   """The loss became NaN or infinite; names the step and the last good checkpoint."""
 
+  def __init__(self, message: str, step: int):
+    super().__init__(message)
+    self.step = step
+
+  def __reduce__(self):  # picklable despite the extra field
+    return type(self), (str(self), self.step)
+
 
 class _PreemptionFlag:
   """SIGTERM sets a flag that the loop checks between steps (no host sync)."""
@@ -295,7 +302,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
           raise TrainingDiverged(
               f"loss became {r['loss']} at step {s} (the update from step {s - 1}); "
               f"last good checkpoint: {where}. Lower the learning rate or check the "
-              "model/initialization.")
+              "model/initialization.", step=s)
       pending.clear()
       now = time.time()
       rate = (step - clock["step"]) / max(now - clock["time"], 1e-9)

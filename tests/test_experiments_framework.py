@@ -300,8 +300,9 @@ def test_adam_and_bfloat16_and_generated_mse(tmp_path):
 
 
 def test_nan_loss_stops_with_step_and_checkpoint(tmp_path):
-  with pytest.raises(train.TrainingDiverged, match=r"at step \d+.*last good checkpoint"):
+  with pytest.raises(train.TrainingDiverged, match=r"at step \d+.*last good checkpoint") as info:
     train.run(load("nan"), str(tmp_path))
+  assert f"at step {info.value.step} " in str(info.value)  # the field names the step the message names
 
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path):

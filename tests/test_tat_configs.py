@@ -56,9 +56,9 @@ def test_mnist_vanilla_table_selects_per_cell_and_reports_divergence(tmp_path):
     def train(self, config, overrides=None, name=None, seed=None):
       lr, method, depth = overrides["optimizer.learning_rate"], overrides["method"], overrides["depth"]
       if ":sgd" in config and method == "dks" and lr == 0.01:
-        raise train.TrainingDiverged("loss became nan at step 37 (the update from step 36)")
+        raise train.TrainingDiverged("loss became nan at step 37", step=37)
       if ":sgd" in config and method == "eoc" and depth == 100:
-        raise train.TrainingDiverged(f"loss became nan at step {int(lr * 1000)}")
+        raise train.TrainingDiverged("loss became nan", step=int(lr * 1000))
       acc = 0.5 + 0.1 * (lr == min(tat_tables.MNIST_LR_GRID["kfac" if ":kfac" in config else "sgd"]))
       return {"final": {"train_accuracy": acc, "test_accuracy": acc - 0.05},
               "best": {"test_accuracy": acc - 0.04}}

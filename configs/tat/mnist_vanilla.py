@@ -23,8 +23,9 @@ reproduction's grid (`python -m experiments.reproduce tat_mnist_vanilla --quick
 to 9-21% train accuracy at depth 100 for TAT and EOC, 1e-4 to no less than 57%
 (depth 100 TAT/DKS do best at 3e-5, 94-95%, but 3e-5 leaves EOC at 15-28%);
 SGD 0.01 diverges (NaN) for DKS at depths 50 and 100, 0.003 nowhere.
-summary.json reports train_accuracy and test_accuracy. Expected shape (paper, figure 1 / table 5 on ImageNet):
-TAT's accuracy does not fall with depth, EOC's does (most with SGD).
+summary.json reports train_accuracy and test_accuracy. Expected shape (paper,
+figure 1 / table 5 on ImageNet): TAT's accuracy does not fall with depth, EOC's
+does (most with SGD).
 """
 
 import importlib.util
