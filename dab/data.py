@@ -15,7 +15,7 @@ def sort_sequences(rng: np.random.Generator, num_examples: int, split: str = "tr
 
   labels[n, t] is the index of the t-th smallest entry of x[n], so the model's
   logits [N, T, T] classify, for every output position, which input index
-  belongs there (section 5.1; DESIGN.md).
+  belongs there (section 5.1 of the DAB paper).
   """
   if seq_len < 2:
     raise ValueError(f"seq_len must be >= 2, got {seq_len}")

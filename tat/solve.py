@@ -1,4 +1,4 @@
-"""Command line solver (DESIGN.md contract).
+"""Command line TAT/DKS/EOC solver: prints one JSON object with the activation parameters.
 
   python -m tat.solve --activation=softplus --method=tat --architecture=resnet_v2 \
       --depth=101 --shortcut_weight=0.8 --tau=0.3
