@@ -30,6 +30,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import warnings
 from typing import Any, Callable, Optional, Union
 
 import jax
@@ -305,8 +306,10 @@ def _solve_smooth(phi, kink, method, target, name, reject=None, tol=1e-9):
 
   # Powell's hybrid method (as dks.base) from DKS's starting points in DKS's order, so
   # that where the conditions have several solutions we pick the same one.
+  fun = lambda v: _residuals(v, method, derivs, kink, target)[0]
+  rejected = None  # a rejected solution found from the latest starting point
   for start in starts:
-    fun = lambda v: _residuals(v, method, derivs, kink, target)[0]
+    rejected = None
     with np.errstate(all="ignore"):
       sol = scipy.optimize.root(fun, start, method="hybr")
       if not sol.success:
@@ -316,8 +319,17 @@ def _solve_smooth(phi, kink, method, target, name, reject=None, tol=1e-9):
       continue
     params = to_params(sol.x, d, g)
     if reject is not None and reject(params):
+      rejected = params
       continue
     return params
+  if rejected is not None:
+    # dks.base ends its loop the same way: when every solution was rejected and the
+    # last starting point converged, it returns that solution (e.g. sigmoid on shallow
+    # MLPs, where all solutions have input_scale * output_scale >= 2).
+    warnings.warn(f"every solution for {name!r} ({method}) has input_scale * output_scale >= 2 "
+                  "(rejected as possibly unstable); using the one from the last starting "
+                  "point, as dks.base does")
+    return rejected
   raise ValueError(f"no solution found for activation {name!r} with method {method!r} "
                    f"(target {target}) from {len(starts)} starting points; the activation may not "
                    "be able to satisfy these Q/C conditions (for TAT it must be smooth with a "
