@@ -264,8 +264,7 @@ def _residuals(p, method, derivs, kink, target):
   f0, f1, f2 = _lrelu_derivatives(float(p[0]))(u) if method == "dks_lrelu" else derivs(u)
   d = float(p[2]) if method == "tat" else -float(np.dot(w, f0))
   f = f0 + d
-  # einsum, not a BLAS product: a threaded gemv would spin a second core for no gain here.
-  ff, ffz, f11, f22 = np.einsum("ij,j->i", np.stack([f * f, f * f1 * z, f1 * f1, f2 * f2]), w)
+  ff, ffz, f11, f22 = np.stack([f * f, f * f1 * z, f1 * f1, f2 * f2]) @ w  # float64 scalars
   g2 = 1.0 / ff
   qslope = g2 * a * ffz
   cslope = g2 * a * a * f11
