@@ -230,7 +230,9 @@ def summary_markdown(rows) -> str:
     for act in acts:
       r = cell.get((a, act))
       if r is None or "speedup" not in r:
-        out.append("-" if r is None else ("unreachable" if "ours_error" in r else "dks failed"))
+        out.append("-" if r is None else "unreachable" if "ours_error" in r
+                   else "dks failed" if "dks_error" in r
+                   else f"ours {1e3 * r['ours_median_s']:.1f} ms, dks not run")
       else:
         out.append(f"{r['speedup']:.0f}x ({r['max_abs_diff']:.0e})")
     lines.append(f"| {a} | " + " | ".join(out) + " |")
