@@ -1,21 +1,39 @@
-"""Solver benchmark against dks.base, in one process.
+"""Solver benchmark against dks.base over architectures x depths x activations, in one process.
 
-  python -m tat.bench [--depth=101] [--shortcut_weight=0.0] [--repeats=3] [--json=out.json]
+  python -m tat.bench [--architectures=mlp-10,resnet_v2-50-w0.8,...] [--activations=...]
+      [--repeats=5] [--json=out.json]
 
-For each smooth activation (TAT, tau 0.3) and for leaky ReLU (TAT, eta 0.9) on
-ResNet v2 of the given depth: our solve time (first call, which includes jit
-compilation of the activation's derivatives, and the median of the later
-calls, compilation excluded), dks.base's time for the same solve (its
-subnetwork maximizing function written from the paper's appendix F.1 code),
-the speed-up (median ours vs dks), and the largest difference between the two
-transformed activations on a grid of 2001 points in [-5, 5]. Prints a markdown
-table and optionally writes the rows as JSON.
+For every architecture (default grid: MLPs of depth 10/20/50/100, vanilla
+ResNets v2 (shortcut weight 0) and rescaled ones (w = 0.8) of depth
+50/101/152/200) and every activation (default: the smooth ones with TAT at
+tau = 0.3, and leaky ReLU with TAT at eta = 0.9) it measures, interleaved in
+one process:
+
+* ours: the CLI's solve path (``tat.solve.build_arch`` + ``solver.get_spec``,
+  which the model builders use too), first call and the median of
+  ``--repeats`` later calls;
+* dks: dks.base's ``get_transformed_activations`` for the same network (its
+  body: ``_get_activations_params`` then ``_transform_activation``, called
+  directly so that the parameters can be recorded), with the subnetwork
+  maximizing function written independently from the TAT paper's appendix F.1
+  code (not from ``tat.arch``), so the comparison also checks our M_{f,r};
+* speed-up = dks time / our median time;
+* the largest |ours - dks| of the two transformed activations on 2001 points
+  in [-5, 5] (float64);
+* how far each solution is from its own conditions (Q(1) = 1, Q'(1) = 1,
+  C'(1) = 1, C''(1) = local target; leaky ReLU: max_f C_f(0) = eta), evaluated
+  with our kink-split quadrature: this tells which side is inaccurate where the
+  two disagree.
+
+Prints one markdown row per solve as it finishes, then a per-cell table and a
+compact speed-up table; ``--json`` writes the rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -25,17 +43,48 @@ import numpy as np
 
 from tat import arch as tat_arch
 from tat import kernels
+from tat import solve as tat_solve
 from tat import solver
 
-SMOOTH = ("softplus", "tanh", "swish", "gelu", "elu", "selu", "sigmoid", "erf")
+SMOOTH = ("softplus", "tanh", "swish", "gelu", "sigmoid", "erf", "elu", "selu")
+ACTIVATIONS = SMOOTH + ("leaky_relu",)
+ARCHITECTURES = tuple(
+    [f"mlp-{d}" for d in (10, 20, 50, 100)]
+    + [f"resnet_v2-{d}-w{w}" for d in (50, 101, 152, 200) for w in ("0", "0.8")])
+TAU, ETA = 0.3, 0.9
 
 
-def _dks_subnet_max_func(depth, w):
-  """dks-style M_{f,r} for resnet_v2, transcribed from the paper's appendix F.1."""
+def parse_architecture(spec: str):
+  """'mlp-50' -> ('mlp', 50, 0.0); 'resnet_v2-101-w0.8' -> ('resnet_v2', 101, 0.8)."""
+  parts = spec.split("-")
+  try:
+    name, depth = parts[0], int(parts[1])
+    w = float(parts[2][1:]) if len(parts) > 2 else 0.0
+    if len(parts) > 3 or (len(parts) > 2 and not parts[2].startswith("w")):
+      raise ValueError
+  except (ValueError, IndexError):
+    raise ValueError(f"bad architecture {spec!r}; expected NAME-DEPTH[-wSHORTCUT_WEIGHT], "
+                     "e.g. mlp-50 or resnet_v2-101-w0.8") from None
+  if name not in ("mlp", "resnet_v2"):
+    raise ValueError(f"bench architecture must be mlp or resnet_v2, got {name!r} in {spec!r}")
+  return name, depth, w
+
+
+# ---------------------------------------------------------------------------
+# dks side: M_{f,r} written from the paper's appendix F.1 (independent of tat.arch).
+
+def dks_subnet_max_func(name: str, depth: int, w: float):
+  """``subnet_max_func(x, r)`` in dks.base's convention for an MLP or ResNet v2."""
+  if name == "mlp":
+    def mlp_fn(x, r):
+      for _ in range(depth):
+        x = r(x)
+      return x
+    return mlp_fn
   cfg = tat_arch.RESNET_CONFIGS[depth]
   per_block = 3 if cfg["bottleneck"] else 2
 
-  def fn(x, r):
+  def resnet_fn(x, r):
     branch = x
     for _ in range(per_block):
       branch = r(branch)
@@ -49,95 +98,196 @@ def _dks_subnet_max_func(depth, w):
         c = main if w == 0 else w ** 2 * short + (1 - w ** 2) * main
     out = r(c)
     return out if w == 0 else max(out, branch)
-  return fn
+  return resnet_fn
 
 
-def _dks_solve(name, method_kw, smf):
+def dks_solve(activation: str, smf):
+  """dks.base's get_transformed_activations for one activation: (params, fn, seconds)."""
   from dks.base import activation_transform as at
+  from dks.base import activation_getter
+  tat_params = {"c_val_0_target": ETA} if activation == "leaky_relu" else {"c_curve_target": TAU}
   start = time.perf_counter()
-  params = at._get_activations_params([name], subnet_max_func=smf, **method_kw)[name]
-  return {k: float(v) for k, v in params.items()}, time.perf_counter() - start
+  params = at._get_activations_params([activation], method="TAT", tat_params=tat_params,
+                                      subnet_max_func=smf)[activation]
+  fn = at._transform_activation(activation_getter.get_activation_function(activation), params)
+  seconds = time.perf_counter() - start
+  return {k: float(v) for k, v in params.items()}, fn, seconds
 
 
-def _grid_diff(name, ours, ref):
+# ---------------------------------------------------------------------------
+# Checks.
+
+def _our_fn(activation, params):
+  base = None if activation == "leaky_relu" else kernels.get_activation(activation)
+  return solver.ActivationSpec(activation, "tat", params, base=base).fn()
+
+
+def grid_diff(activation, ours_params, dks_fn) -> float:
+  """max |phi_hat_ours(x) - phi_hat_dks(x)| on 2001 points in [-5, 5]."""
   xs = np.linspace(-5.0, 5.0, 2001)
   with kernels.x64():
-    a = np.asarray(solver.ActivationSpec(name, "tat", ours, base=_base(name)).fn()(jnp.asarray(xs)))
-    b = np.asarray(solver.ActivationSpec(name, "dks", ref, base=_base(name)).fn()(jnp.asarray(xs)))
+    a = np.asarray(_our_fn(activation, ours_params)(jnp.asarray(xs)), np.float64)
+  b = np.asarray(dks_fn(xs), np.float64)
   return float(np.max(np.abs(a - b)))
 
 
-def _base(name):
-  return None if name == "leaky_relu" else kernels.get_activation(name)
+def condition_error(arch, activation, params) -> float:
+  """Largest violation of the TAT conditions by ``params`` (our split quadrature).
+
+  Smooth: Q(1) = 1, Q'(1) = 1, C'(1) = 1, C''(1) = local target k (the k whose
+  maximal curvature function is tau). Leaky ReLU: |max_f C_f(0) - eta| (eq. 9).
+  """
+  if activation == "leaky_relu":
+    return abs(float(solver.max_c0_leaky_relu(arch, params["negative_slope"])) - ETA)
+  k = solver.local_curvature_target(arch, TAU)
+  with kernels.x64():
+    phi = _our_fn(activation, params)
+    kink = float(kernels.transformed_kink(kernels.KINKS.get(activation), params["input_scale"],
+                                          params["input_shift"]))
+    errs = [float(kernels.q_map(phi, 1.0, kink)) - 1.0, float(kernels.q_slope_1(phi, kink)) - 1.0,
+            float(kernels.c_slope_1(phi, 1.0, kink)) - 1.0,
+            float(kernels.c_curv_1(phi, 1.0, kink)) - k]
+  return float(np.max(np.abs(errs)))
 
 
-def run(depth=101, shortcut_weight=0.0, repeats=3, activations=SMOOTH, with_dks=True):
-  arch = tat_arch.get_architecture("resnet_v2", depth=depth, num_classes=1,
-                                   shortcut_weight=shortcut_weight)
-  smf = _dks_subnet_max_func(depth, shortcut_weight)
+# ---------------------------------------------------------------------------
+
+def bench_one(architecture: str, activation: str, repeats: int = 5, with_dks: bool = True):
+  """One grid cell: our solve (first + median of repeats), dks's, and the checks."""
+  name, depth, w = parse_architecture(architecture)
+
+  def ours():
+    start = time.perf_counter()
+    arch = tat_solve.build_arch(name, depth, w)
+    spec = solver.get_spec(arch, activation, "tat", eta=ETA, tau=TAU)
+    return arch, spec, time.perf_counter() - start
+
+  row = {"architecture": architecture, "activation": activation}
+  try:
+    arch, spec, first = ours()
+  except ValueError as e:  # e.g. eta unreachable for a shallow net: dks fails there too
+    row["ours_error"] = str(e)
+    return row
+  row.update(ours_first_s=first, ours_params=spec.params)
+  if with_dks:
+    try:
+      ref, fn, row["dks_s"] = dks_solve(activation, dks_subnet_max_func(name, depth, w))
+      row["dks_params"] = ref
+    except Exception as e:  # dks may find no solution where we do
+      row["dks_error"] = f"{type(e).__name__}: {str(e)[:80]}"
+  times = [ours()[2] for _ in range(repeats)]
+  row["ours_median_s"] = statistics.median(times)
+  row["ours_condition_error"] = condition_error(arch, activation, spec.params)
+  if "dks_params" in row:
+    row["speedup"] = row["dks_s"] / row["ours_median_s"]
+    row["speedup_first_call"] = row["dks_s"] / first
+    row["max_abs_diff"] = grid_diff(activation, spec.params, fn)
+    row["dks_condition_error"] = condition_error(arch, activation, row["dks_params"])
+  return row
+
+
+def run(architectures=ARCHITECTURES, activations=ACTIVATIONS, repeats=5, with_dks=True,
+        on_row=None):
   rows = []
-  for name in ("leaky_relu",) + tuple(activations):
-    if name == "leaky_relu":
-      solve = lambda: solver.solve_tat_leaky_relu(arch, 0.9)
-      dks_kw = {"method": "TAT", "tat_params": {"c_val_0_target": 0.9}}
-    else:
-      solve = lambda name=name: solver.solve_tat_smooth(arch, name, 0.3)
-      dks_kw = {"method": "TAT", "tat_params": {"c_curve_target": 0.3}}
-    t0 = time.perf_counter()
-    spec = solve()
-    first = time.perf_counter() - t0
-    times = []
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      spec = solve()
-      times.append(time.perf_counter() - t0)
-    row = {"activation": name, "ours_first_s": first, "ours_median_s": statistics.median(times)}
-    if with_dks:
-      try:
-        ref, dks_s = _dks_solve(name, dks_kw, smf)
-        row.update(dks_s=dks_s, speedup=dks_s / row["ours_median_s"],
-                   max_abs_diff=_grid_diff(name, spec.params, ref))
-      except Exception as e:  # dks may fail to find a solution where we do
-        row.update(dks_error=str(e)[:80])
-    rows.append(row)
+  for architecture in architectures:
+    parse_architecture(architecture)
+    for activation in activations:
+      row = bench_one(architecture, activation, repeats, with_dks)
+      rows.append(row)
+      if on_row is not None:
+        on_row(row)
   return rows
 
 
+HEAD = ("| architecture | activation | ours first (ms) | ours median (ms) | dks (s) | speed-up "
+        "| max abs diff on [-5,5] | condition error ours / dks |")
+
+
+def format_row(r) -> str:
+  if "ours_error" in r:
+    return f"| {r['architecture']} | {r['activation']} | {r['ours_error'][:70]} | | | | | |"
+  dks = f"{r['dks_s']:.3g}" if "dks_s" in r else r.get("dks_error", "-")
+  return "| {} | {} | {:.1f} | {:.1f} | {} | {} | {} | {} |".format(
+      r["architecture"], r["activation"], 1e3 * r["ours_first_s"], 1e3 * r["ours_median_s"], dks,
+      f"{r['speedup']:.0f}x" if "speedup" in r else "-",
+      f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else "-",
+      f"{r['ours_condition_error']:.0e} / {r['dks_condition_error']:.0e}"
+      if "dks_condition_error" in r else f"{r['ours_condition_error']:.0e} / -")
+
+
 def to_markdown(rows) -> str:
-  head = "| activation | ours first call (s) | ours median (s) | dks.base (s) | speed-up | max abs diff |"
-  lines = [head, "|" + "---|" * 6]
-  for r in rows:
-    lines.append("| {} | {:.3f} | {:.4f} | {} | {} | {} |".format(
-        r["activation"], r["ours_first_s"], r["ours_median_s"],
-        f"{r['dks_s']:.3f}" if "dks_s" in r else r.get("dks_error", "-"),
-        f"{r['speedup']:.0f}x" if "speedup" in r else "-",
-        f"{r['max_abs_diff']:.1e}" if "max_abs_diff" in r else "-"))
+  return "\n".join([HEAD, "|" + "---|" * 8] + [format_row(r) for r in rows])
+
+
+def summary_markdown(rows) -> str:
+  """Architectures x activations: speed-up (max abs diff)."""
+  archs = list(dict.fromkeys(r["architecture"] for r in rows))
+  acts = list(dict.fromkeys(r["activation"] for r in rows))
+  cell = {(r["architecture"], r["activation"]): r for r in rows}
+  lines = ["| architecture | " + " | ".join(acts) + " |", "|" + "---|" * (len(acts) + 1)]
+  for a in archs:
+    out = []
+    for act in acts:
+      r = cell.get((a, act))
+      if r is None or "speedup" not in r:
+        out.append("-" if r is None else "unreachable" if "ours_error" in r
+                   else "dks failed" if "dks_error" in r
+                   else f"ours {1e3 * r['ours_median_s']:.1f} ms, dks not run")
+      else:
+        out.append(f"{r['speedup']:.0f}x ({r['max_abs_diff']:.0e})")
+    lines.append(f"| {a} | " + " | ".join(out) + " |")
   return "\n".join(lines)
 
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m tat.bench", description=__doc__.split("\n")[0])
-  p.add_argument("--depth", type=int, default=101)
-  p.add_argument("--shortcut_weight", type=float, default=0.0)
-  p.add_argument("--repeats", type=int, default=3)
-  p.add_argument("--activations", default=",".join(SMOOTH))
+  p.add_argument("--architectures", default=",".join(ARCHITECTURES),
+                 help="comma-separated NAME-DEPTH[-wW], e.g. mlp-50,resnet_v2-101-w0.8")
+  p.add_argument("--activations", default=",".join(ACTIVATIONS))
+  p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--no_dks", action="store_true")
   p.add_argument("--json", default="")
   args = p.parse_args(argv)
+  archs = tuple(a for a in args.architectures.split(",") if a)
+  acts = tuple(a for a in args.activations.split(",") if a)
   try:
-    import dks.base  # noqa: F401
-    with_dks = not args.no_dks
-  except ImportError:
-    with_dks = False
-  rows = run(args.depth, args.shortcut_weight, args.repeats,
-             tuple(a for a in args.activations.split(",") if a), with_dks)
-  print(f"TAT solves on resnet_v2 depth {args.depth}, shortcut weight {args.shortcut_weight} "
-        "(smooth: tau 0.3; leaky_relu: eta 0.9). 'first call' includes jit compilation; "
-        "speed-up uses the median of later calls (compilation excluded).")
-  print(to_markdown(rows))
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(rows, f, indent=1)
+    for a in archs:
+      parse_architecture(a)
+    for a in acts:
+      if a != "leaky_relu":
+        kernels.get_activation(a)
+  except ValueError as e:
+    p.error(str(e))
+  with_dks = not args.no_dks
+  if with_dks:
+    try:
+      import dks.base  # noqa: F401
+    except ImportError:
+      print("dks is not installed: timing ours only (pip install dks==0.1.2 to compare)")
+      with_dks = False
+  print(f"TAT solves (smooth: tau {TAU}; leaky_relu: eta {ETA}); ours = tat.solve's path, "
+        f"median of {args.repeats} calls; dks = dks.base, one call; interleaved in one process.")
+  print(HEAD + "\n|" + "---|" * 8, flush=True)
+  done = []
+
+  def on_row(row):
+    print(format_row(row), flush=True)
+    done.append(row)
+    if args.json:  # rewritten after every row, so an interrupted run keeps what it measured
+      with open(args.json, "w") as f:
+        json.dump(done, f, indent=1)
+
+  rows = run(archs, acts, args.repeats, with_dks, on_row=on_row)
+  print()
+  print(summary_markdown(rows))
+  timed = [r for r in rows if "speedup" in r]
+  if timed:
+    smooth = [r for r in timed if r["activation"] != "leaky_relu"]
+    if smooth:
+      worst = min(smooth, key=lambda r: r["speedup"])
+      print(f"\nsmallest smooth-activation speed-up: {worst['speedup']:.0f}x "
+            f"({worst['architecture']}, {worst['activation']}); first calls: "
+            f"{min(r['speedup_first_call'] for r in smooth):.0f}x")
   return 0
 
 

@@ -31,6 +31,7 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 
 Array = jnp.ndarray
 Fn = Callable[[Array], Array]
@@ -89,6 +90,110 @@ ACTIVATIONS: dict[str, Fn] = {
 KINKS: dict[str, Optional[float]] = {
     "relu": 0.0, "leaky_relu": 0.0, "elu": 0.0, "selu": 0.0, "softsign": 0.0}
 RELU_FAMILY = ("relu", "leaky_relu")
+
+
+# (phi, phi', phi'') of the named activations in numpy float64, for the solvers'
+# root searches (hundreds of evaluations on a few hundred points, where a jitted
+# JAX function would cost more to compile than the whole solve). These are the
+# derivatives of the JAX definitions above, written out; tests/test_tat_kernels.py
+# checks each against jax.grad of ``ACTIVATIONS[name]``.
+
+def _np_sigmoid(x):
+  return scipy.special.expit(x)
+
+
+def _np_softplus(x):
+  s = _np_sigmoid(x)
+  return np.logaddexp(x, 0.0), s, s * (1.0 - s)
+
+
+def _np_tanh(x):
+  t = np.tanh(x)
+  d = 1.0 - t * t
+  return t, d, -2.0 * t * d
+
+
+def _np_swish(x):
+  s = _np_sigmoid(x)
+  ds = s * (1.0 - s)
+  return x * s, s + x * ds, ds * (2.0 + x * (1.0 - 2.0 * s))
+
+
+_GELU_K = math.sqrt(2.0 / math.pi)
+
+
+def _np_gelu_tanh(x):
+  u = _GELU_K * (x + 0.044715 * x ** 3)
+  du = _GELU_K * (1.0 + 3 * 0.044715 * x * x)
+  d2u = _GELU_K * 6 * 0.044715 * x
+  t = np.tanh(u)
+  dt = 1.0 - t * t
+  return (0.5 * x * (1.0 + t), 0.5 * (1.0 + t) + 0.5 * x * dt * du,
+          dt * (du + 0.5 * x * (d2u - 2.0 * t * du * du)))
+
+
+def _np_gelu_exact(x):
+  pdf = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+  cdf = scipy.special.ndtr(x)
+  return x * cdf, cdf + x * pdf, pdf * (2.0 - x * x)
+
+
+def _np_elu(x, alpha=1.0, scale=1.0):
+  neg = x <= 0  # jax.nn.elu takes the exponential branch at 0
+  e = np.exp(np.minimum(x, 0.0))
+  return (scale * np.where(neg, alpha * np.expm1(np.minimum(x, 0.0)), x),
+          scale * np.where(neg, alpha * e, 1.0), scale * np.where(neg, alpha * e, 0.0))
+
+
+def _np_selu(x):
+  return _np_elu(x, 1.6732632423543772, 1.0507009873554805)
+
+
+def _np_sigmoid3(x):
+  s = _np_sigmoid(x)
+  ds = s * (1.0 - s)
+  return s, ds, ds * (1.0 - 2.0 * s)
+
+
+def _np_erf(x):
+  g = 2.0 / math.sqrt(math.pi) * np.exp(-x * x)
+  return scipy.special.erf(x), g, -2.0 * x * g
+
+
+def _np_atan(x):
+  r = 1.0 / (1.0 + x * x)
+  return np.arctan(x), r, -2.0 * x * r * r
+
+
+def _np_asinh(x):
+  r = 1.0 / np.sqrt(1.0 + x * x)
+  return np.arcsinh(x), r, -x * r ** 3
+
+
+def _np_softsign(x):
+  r = 1.0 / (1.0 + np.abs(x))
+  return x * r, r * r, -2.0 * np.sign(x) * r ** 3
+
+
+def _np_bentid(x):
+  s = np.sqrt(x * x + 1.0)
+  return x + (s - 1.0) / 2.0, 1.0 + x / (2.0 * s), 0.5 / s ** 3
+
+
+NUMPY_DERIVATIVES: dict[str, Callable] = {
+    "softplus": _np_softplus, "tanh": _np_tanh, "swish": _np_swish, "gelu": _np_gelu_tanh,
+    "gelu_exact": _np_gelu_exact, "elu": _np_elu, "selu": _np_selu, "sigmoid": _np_sigmoid3,
+    "erf": _np_erf, "atan": _np_atan, "asinh": _np_asinh, "softsign": _np_softsign,
+    "bentid": _np_bentid,
+}
+
+
+def numpy_derivatives(phi: Fn) -> Optional[Callable]:
+  """numpy (phi, phi', phi'') for a function of ACTIVATIONS (by identity), else None."""
+  for name, fn in ACTIVATIONS.items():
+    if fn is phi:
+      return NUMPY_DERIVATIVES.get(name)
+  return None
 
 
 def get_activation(name: str) -> Fn:
@@ -231,7 +336,7 @@ def leaky_relu_c_map(c, negative_slope) -> Array:
   C(c) = c + (1-a)^2 / (pi (1+a^2)) * (sqrt(1-c^2) - c arccos c).
   """
   xp = _xp(c, negative_slope)
-  c = xp.clip(c, -1.0, 1.0)
+  c = xp.minimum(xp.maximum(c, -1.0), 1.0)  # clip (np.clip costs more on small arrays)
   k = (1.0 - negative_slope) ** 2 / (np.pi * (1.0 + negative_slope ** 2))
   return c + k * (xp.sqrt(1.0 - c * c) - c * xp.arccos(c))
 

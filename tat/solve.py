@@ -8,7 +8,8 @@ for leaky ReLU; ``input_scale``, ``input_shift``, ``output_shift``,
 ``output_scale`` for smooth activations, with
 phi_hat(x) = output_scale * (phi(input_scale * x + input_shift) + output_shift)),
 ``sigma_w``/``sigma_b``, the resolved targets and ``solve_seconds`` (time spent
-solving, imports excluded, jit compilation included).
+solving, imports excluded; nothing is jit-compiled for the named activations,
+a callable's derivatives would be).
 
 ``--architecture=mlp --depth=L``: L nonlinear layers. ``resnet_v2``: the
 appendix F.1 topology (depth in 18/34/50/101/152/200; ``--shortcut_weight``

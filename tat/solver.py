@@ -16,12 +16,14 @@ subnetwork maximizing function M_{f,r} for the global conditions:
   for leaky ReLU), (1.302, 0.02) for tanh.
 * PReLU: trainable negative slope initialized at 0 or 0.25, He-style scale.
 
-Everything numeric runs in float64. The global searches evaluate the
+Everything numeric runs in float64 numpy. The global searches evaluate the
 architecture's kernel interpretation on whole grids of candidate values at
-once (numpy). The smooth solvers are root searches from DKS's starting
-points (Powell's hybrid method, as dks.base), on Gauss-Legendre panels split
-at the activation's kink; phi, phi', phi'' come from one small jitted JAX function
-per activation (compiled once and cached), so a solve costs milliseconds.
+once (the curvature target needs none: it is tau / M(1)). The smooth solvers
+are root searches from DKS's starting points (Powell's hybrid method, as
+dks.base), on Gauss-Legendre panels split at the activation's kink; phi, phi',
+phi'' are closed forms for the named activations (``kernels.NUMPY_DERIVATIVES``)
+and jitted JAX autodiff for other callables. A solve costs about 1-60 ms on
+any architecture, nothing is compiled for the named activations.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import warnings
 from typing import Any, Callable, Optional, Union
 
 import jax
@@ -76,23 +79,24 @@ class ActivationSpec:
 # ---------------------------------------------------------------------------
 # Searches on increasing scalar functions (numpy float64, vectorized).
 
-def search_increasing(fn, target: float, lo: float, hi: float, points: int = 128,
-                      passes: int = 5) -> float:
+def search_increasing(fn, target: float, lo: float, hi: float, points: int = 256,
+                      passes: int = 3) -> float:
   """x in [lo, hi] with fn(x) = target for an increasing, elementwise ``fn``.
 
   Each pass evaluates ``fn`` on a grid of ``points`` values at once (the kernel
-  interpretation is elementwise, so a whole grid costs one network pass) and
-  keeps the bracketing cell: 5 passes of 128 points shrink [lo, hi] by 127^5,
-  and a final secant step on the last cell gives float64 accuracy.
+  interpretation is elementwise, so a whole grid costs about one scalar network
+  pass: Python overhead dominates) and keeps the bracketing cell: 3 passes of
+  256 points shrink [lo, hi] by 255^3 (to ~6e-8), and linear interpolation in
+  the last cell (whose end values the last pass computed) leaves an error of
+  order cell^2 * f'' / f', far below float64 resolution of the targets.
   """
   for _ in range(passes):
     xs = np.linspace(lo, hi, points)
     vals = np.asarray(fn(xs), np.float64)
     i = int(np.clip(np.searchsorted(vals, target), 1, points - 1))
-    lo, hi = xs[i - 1], xs[i]
+    lo, hi, v_lo, v_hi = xs[i - 1], xs[i], vals[i - 1], vals[i]
     if hi - lo < 1e-15 * max(1.0, abs(lo)):
       break
-  v_lo, v_hi = float(np.asarray(fn(np.array([lo])))[0]), float(np.asarray(fn(np.array([hi])))[0])
   if v_hi == v_lo:
     return float(0.5 * (lo + hi))
   return float(lo + (target - v_lo) * (hi - lo) / (v_hi - v_lo))  # final linear step
@@ -113,7 +117,8 @@ def _subnet_max_np(arch, x0, r_fn):
 def max_c0_leaky_relu(arch, negative_slope):
   """max over subnetworks of C_f(0) for TReLU with the given negative slope(s) (eq. 9)."""
   a = np.asarray(negative_slope, np.float64)
-  return _subnet_max_np(arch, np.zeros_like(a), lambda c: kernels.leaky_relu_c_map(c, a))
+  return _subnet_max_np(arch, np.zeros_like(a), functools.partial(kernels.leaky_relu_c_map,
+                                                                  negative_slope=a))
 
 
 def solve_tat_leaky_relu(arch: Callable, eta: float = 0.9) -> ActivationSpec:
@@ -148,11 +153,17 @@ def max_slope(arch: Callable, s):
 
 
 def local_curvature_target(arch: Callable, tau: float) -> float:
-  """Local C''(1) = k such that the maximal curvature function equals tau."""
+  """Local C''(1) = k such that the maximal curvature function equals tau.
+
+  From x = 0 with r(y) = y + k, every value the kernel interpretation forms
+  (compositions of r, w^2-weighted averages, identities) is k times its value
+  at k = 1, and so is their maximum: M_{f, y -> y + k}(0) = k M_{f, y -> y + 1}(0),
+  hence k = tau / M(1) exactly (no search).
+  """
   unit = float(max_curvature(arch, 1.0))
   if unit <= 0:
     raise ValueError("architecture has no nonlinear layer; TAT needs at least one")
-  return search_increasing(lambda k: max_curvature(arch, k), tau, 0.0, 2.0 * tau / unit)
+  return tau / unit
 
 
 def local_slope_target(arch: Callable, zeta: float) -> float:
@@ -170,11 +181,29 @@ _TRY_SLOPE = (0.0, 0.5)
 
 
 @functools.lru_cache(maxsize=128)
-def _derivatives_fn(phi):
-  """Jitted (phi, phi', phi'') of an elementwise activation, in float64."""
+def _jitted_derivatives(phi):
+  """Jitted (phi, phi', phi'') of an elementwise activation by autodiff, in float64."""
   d1 = kernels.derivative(phi)
   d2 = kernels.derivative(phi, 2)
   return jax.jit(lambda x: (phi(x), d1(x), d2(x)))
+
+
+def _derivatives_fn(phi):
+  """numpy (phi, phi', phi'') on float64 arrays for the root searches.
+
+  The named activations use their closed-form derivatives
+  (``kernels.NUMPY_DERIVATIVES``; no compilation, a few microseconds per call);
+  any other callable is differentiated by JAX autodiff, jitted once and cached.
+  """
+  table = kernels.numpy_derivatives(phi)
+  if table is not None:
+    return table
+  fn = _jitted_derivatives(phi)
+
+  def derivs(u):
+    with kernels.x64():
+      return tuple(np.asarray(v, np.float64) for v in fn(u))
+  return derivs
 
 
 def _lrelu_derivatives(slope):
@@ -185,58 +214,65 @@ def _lrelu_derivatives(slope):
 
 
 class _Quadrature:
-  """Gauss-Legendre panels on [-10, t] and [t, 10] for a batch of split points t."""
+  """Gauss-Legendre panels on [-limit, t] and [t, limit], Gaussian density folded in."""
 
   def __init__(self, order=kernels._GL_ORDER, limit=kernels._LIMIT):
     self.nodes, self.weights = np.polynomial.legendre.leggauss(order)
     self.limit = limit
+    self.order = order
 
-  def points(self, t):
-    lim = self.limit
-    t = np.clip(t, -lim + 1e-3, lim - 1e-3)[:, None]
-    h1, m1, h2, m2 = (t + lim) / 2, (t - lim) / 2, (lim - t) / 2, (lim + t) / 2
-    z = np.concatenate([h1 * self.nodes + m1, h2 * self.nodes + m2], axis=1)
-    w = np.concatenate([h1 * self.weights, h2 * self.weights], axis=1)
-    return z, w * np.exp(-z * z / 2) / np.sqrt(2 * np.pi)
+  def points(self, t: float):
+    """Nodes z [2 order] and weights w (w . f(z) = E[f(z)], z ~ N(0, 1)) split at t."""
+    lim, n = self.limit, self.order
+    t = min(max(float(t), -lim + 1e-3), lim - 1e-3)
+    h1, h2 = (t + lim) / 2, (lim - t) / 2
+    z = np.empty(2 * n)
+    w = np.empty(2 * n)
+    np.multiply(self.nodes, h1, out=z[:n])
+    z[:n] += (t - lim) / 2
+    np.multiply(self.nodes, h2, out=z[n:])
+    z[n:] += (lim + t) / 2
+    np.multiply(self.weights, h1, out=w[:n])
+    np.multiply(self.weights, h2, out=w[n:])
+    w *= np.exp(-0.5 * z * z)
+    w *= 1.0 / math.sqrt(2 * math.pi)
+    return z, w
 
 
 _QUAD = _Quadrature()
 
 
 def _residuals(p, method, derivs, kink, target):
-  """Residuals of the Q/C conditions for a batch of parameter vectors p [S, n].
+  """Residuals of the Q/C conditions (eq. 16) for one parameter vector p.
 
   phi_hat = g (phi(a z + b) + d); g from Q(1) = 1. 'tat': unknowns (a, b, d),
   residuals Q'(1) - 1, C'(1) - 1, C''(1) - target. 'dks': unknowns (a, b),
   d = -E[phi(a z + b)] (C(0) = 0), residuals Q'(1) - 1, C'(1) - target.
   'dks_lrelu': unknowns (negative slope, b) with a = 1.
-  Returns (residuals [S, m], d [S], g [S]).
+  Returns (residuals [m], d, g). This is the inner loop of the root search
+  (hundreds of calls per solve), hence scalar Python arithmetic and one
+  matrix-vector product for all the Gaussian means.
   """
   if method == "dks_lrelu":
-    a, b = np.ones(len(p)), p[:, 1]
+    a, b = 1.0, float(p[1])
     t = -b
   else:
-    a, b = p[:, 0], p[:, 1]
-    safe_a = np.where(np.abs(a) > 1e-12, a, 1e-12)
-    t = ((0.0 if kink is None else kink) - b) / safe_a
+    a, b = float(p[0]), float(p[1])
+    t = ((0.0 if kink is None else kink) - b) / (a if abs(a) > 1e-12 else 1e-12)
   z, w = _QUAD.points(t)
-  u = a[:, None] * z + b[:, None]
-  if method == "dks_lrelu":
-    f0, f1, f2 = _lrelu_derivatives(p[:, :1])(u)
-  else:
-    f0, f1, f2 = (np.asarray(v, np.float64) for v in derivs(u))
-  mean = lambda v: np.sum(w * v, axis=1)
-  d = p[:, 2] if method == "tat" else -mean(f0)
-  f = f0 + d[:, None]
-  g2 = 1.0 / mean(f * f)
-  qslope = g2 * a * mean(f * f1 * z)
-  cslope = g2 * a * a * mean(f1 * f1)
+  u = a * z + b
+  f0, f1, f2 = _lrelu_derivatives(float(p[0]))(u) if method == "dks_lrelu" else derivs(u)
+  d = float(p[2]) if method == "tat" else -float(np.dot(w, f0))
+  f = f0 + d
+  ff, ffz, f11, f22 = np.stack([f * f, f * f1 * z, f1 * f1, f2 * f2]) @ w  # float64 scalars
+  g2 = 1.0 / ff
+  qslope = g2 * a * ffz
+  cslope = g2 * a * a * f11
   if method == "tat":
-    ccurv = g2 * a ** 4 * mean(f2 * f2)
-    res = np.stack([qslope - 1.0, cslope - 1.0, ccurv - target], axis=1)
+    res = np.array([qslope - 1.0, cslope - 1.0, g2 * a ** 4 * f22 - target])
   else:
-    res = np.stack([qslope - 1.0, cslope - target], axis=1)
-  return res, d, np.sqrt(g2)
+    res = np.array([qslope - 1.0, cslope - target])
+  return res, d, math.sqrt(g2) if g2 > 0 else float("nan")
 
 
 _RANDOM_SEED = 123  # dks.base seeds numpy with this before its random starting points
@@ -261,13 +297,7 @@ def _starting_points(method, num_tries=50):
 
 def _solve_smooth(phi, kink, method, target, name, reject=None, tol=1e-9):
   starts = _starting_points(method)
-  derivs = None
-  if method != "dks_lrelu":
-    fn = _derivatives_fn(phi)
-
-    def derivs(u):
-      with kernels.x64():
-        return fn(u)
+  derivs = None if method == "dks_lrelu" else _derivatives_fn(phi)
   def to_params(p, d, g):
     if method == "dks_lrelu":
       return {"negative_slope": float(p[0]), "input_shift": float(p[1]),
@@ -277,19 +307,30 @@ def _solve_smooth(phi, kink, method, target, name, reject=None, tol=1e-9):
 
   # Powell's hybrid method (as dks.base) from DKS's starting points in DKS's order, so
   # that where the conditions have several solutions we pick the same one.
+  fun = lambda v: _residuals(v, method, derivs, kink, target)[0]
+  rejected = None  # a rejected solution found from the latest starting point
   for start in starts:
-    fun = lambda v: _residuals(v[None], method, derivs, kink, target)[0][0]
+    rejected = None
     with np.errstate(all="ignore"):
       sol = scipy.optimize.root(fun, start, method="hybr")
       if not sol.success:
         continue
-      res, d, g = _residuals(sol.x[None], method, derivs, kink, target)
+      res, d, g = _residuals(sol.x, method, derivs, kink, target)
     if not np.all(np.isfinite(res)) or np.max(np.abs(res)) > tol:
       continue
-    params = to_params(sol.x, d[0], g[0])
+    params = to_params(sol.x, d, g)
     if reject is not None and reject(params):
+      rejected = params
       continue
     return params
+  if rejected is not None:
+    # dks.base ends its loop the same way: when every solution was rejected and the
+    # last starting point converged, it returns that solution (e.g. sigmoid on shallow
+    # MLPs, where all solutions have input_scale * output_scale >= 2).
+    warnings.warn(f"every solution for {name!r} ({method}) has input_scale * output_scale >= 2 "
+                  "(rejected as possibly unstable); using the one from the last starting "
+                  "point, as dks.base does")
+    return rejected
   raise ValueError(f"no solution found for activation {name!r} with method {method!r} "
                    f"(target {target}) from {len(starts)} starting points; the activation may not "
                    "be able to satisfy these Q/C conditions (for TAT it must be smooth with a "

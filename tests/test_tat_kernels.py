@@ -76,6 +76,25 @@ def test_derivatives_agree_with_autodiff():
     assert q1 > 0
 
 
+@pytest.mark.parametrize("name", sorted(kernels.NUMPY_DERIVATIVES))
+def test_numpy_derivatives_are_those_of_the_jax_activation(name):
+  """The solvers' closed-form (phi, phi', phi'') match jax.grad of ACTIVATIONS[name]."""
+  phi = kernels.ACTIVATIONS[name]
+  assert kernels.numpy_derivatives(phi) is kernels.NUMPY_DERIVATIVES[name]
+  xs = np.linspace(-12.0, 12.0, 2401)
+  xs = xs[np.abs(xs) > 1e-6]  # kinks (ELU, SELU, softsign) sit at 0
+  with kernels.x64():
+    ref = [np.asarray(f(jnp.asarray(xs))) for f in
+           (phi, kernels.derivative(phi), kernels.derivative(phi, 2))]
+  for order, (got, want) in enumerate(zip(kernels.NUMPY_DERIVATIVES[name](xs), ref)):
+    assert np.max(np.abs(got - want) / (1.0 + np.abs(want))) < 1e-12, (name, order)
+
+
+def test_numpy_derivatives_only_for_registered_functions():
+  assert kernels.numpy_derivatives(lambda x: jnp.tanh(x)) is None
+  assert kernels.numpy_derivatives(jax.nn.relu) is None  # ReLU family: closed-form maps instead
+
+
 def _rescaled_mlp_resnet(depth, w):
   """Rescaled ResNet whose branch is a combined layer followed by an affine layer."""
   def arch(ops, x):
