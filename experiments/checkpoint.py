@@ -158,8 +158,8 @@ def steps_on_disk(directory: str) -> list[int]:
 def drop_damaged(directory: str, quarantine: str, chief: bool = True) -> list[int]:
   """Checks checkpoints newest first; moves damaged ones to `quarantine` until an intact one.
 
-  Returns the skipped steps. Only the chief moves files (all processes see the
-  same verdicts on a shared filesystem).
+  Returns the skipped steps. Every process checks (and so skips the same
+  steps on a shared filesystem); only the chief moves files.
   """
   skipped = []
   for step in reversed(steps_on_disk(directory)):
@@ -168,14 +168,15 @@ def drop_damaged(directory: str, quarantine: str, chief: bool = True) -> list[in
     if problem is None:
       break
     skipped.append(step)
+    if not chief:
+      continue
     logging.warning("Checkpoint step %d in %s is damaged (%s); skipping it and resuming from the "
                     "newest intact older one. It is moved to %s.", step, path, problem, quarantine)
-    if chief:
-      os.makedirs(quarantine, exist_ok=True)
-      target = os.path.join(quarantine, str(step))
-      if os.path.exists(target):
-        shutil.rmtree(target)
-      shutil.move(path, target)
+    os.makedirs(quarantine, exist_ok=True)
+    target = os.path.join(quarantine, str(step))
+    if os.path.exists(target):
+      shutil.rmtree(target)
+    shutil.move(path, target)
   return skipped
 
 
@@ -185,11 +186,10 @@ class Checkpointer:
   def __init__(self, directory: str, keep: int, keep_every: int = 0, chief: bool = True):
     self.directory = os.path.abspath(directory)
     self.chief = chief
-    self.skipped: list[int] = []
     if chief:
       remove_stale_tmp(self.directory)
-      self.skipped = drop_damaged(self.directory, os.path.join(os.path.dirname(self.directory),
-                                                               "damaged_checkpoints"))
+    self.skipped = drop_damaged(self.directory, os.path.join(os.path.dirname(self.directory),
+                                                             "damaged_checkpoints"), chief)
     policies = [ocp.checkpoint_managers.LatestN(max(keep, 1))]
     if keep_every > 0:
       policies.append(ocp.checkpoint_managers.EveryNSteps(keep_every))
@@ -199,7 +199,9 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(self.directory, options=options)
 
   def latest_step(self) -> int | None:
-    return self._manager.latest_step()
+    """The newest intact step (also on processes that saw a damaged one before it was moved)."""
+    steps = [s for s in self._manager.all_steps() if s not in self.skipped]
+    return max(steps) if steps else None
 
   def path(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
@@ -207,6 +209,7 @@ class Checkpointer:
   def save(self, step: int, tree: Any) -> str:
     """Writes the checkpoint and its manifest; raises CheckpointWriteError on a full disk."""
     tree = jax.tree.map(np.asarray, jax.device_get(tree))
+    self.skipped = [s for s in self.skipped if s != step]
     try:
       with _quiet_orbax_thread_errors():
         self._manager.save(step, args=ocp.args.StandardSave(tree), force=True)

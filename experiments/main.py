@@ -79,7 +79,7 @@ def main(argv):
   from experiments import config_lib
   from experiments import validate
   try:
-    validate.check_config(config)  # before initializing devices or importing the trainer
+    validate.check_config(config, log_warnings=False)  # before devices are set up; train.run logs
   except validate.ConfigError as e:
     fail(str(e))
   from experiments import log
@@ -92,7 +92,7 @@ def main(argv):
     summary = train.run(config, _WORKDIR.value)
   except (validate.ConfigError, config_lib.ConfigChanged) as e:
     fail(str(e))
-  except train.WorkdirInUse as e:
+  except (train.WorkdirInUse, train.TrainingDiverged) as e:
     fail(str(e), status=1)
   except checkpoint.CheckpointWriteError as e:
     fail(str(e), status=1, hard=True)

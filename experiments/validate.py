@@ -63,8 +63,8 @@ def _number(config, key: str, *, minimum: float, allow_derive: bool = False, int
     raise ConfigError(key, f"must be {bound}{derive}, got {value!r}.")
 
 
-def check_config(config: ml_collections.ConfigDict) -> list[str]:
-  """Raises ConfigError for the first invalid key; returns warnings (also logged)."""
+def check_config(config: ml_collections.ConfigDict, log_warnings: bool = True) -> list[str]:
+  """Raises ConfigError for the first invalid key; returns the warnings (and logs them)."""
   warnings = []
   _number(config, "seed", minimum=0)
   _number(config, "train_steps", minimum=0, strict=True, allow_derive=True)
@@ -114,7 +114,7 @@ def check_config(config: ml_collections.ConfigDict) -> list[str]:
       model_lib.get_builder(model)
     except (ValueError, ImportError) as e:
       raise ConfigError("model.name", str(e)) from None
-  for w in warnings:
+  for w in warnings if log_warnings else ():
     logging.warning(w)
   return warnings
 
