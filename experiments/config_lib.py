@@ -31,7 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 1000
   c.checkpoint_every_epochs = 0.0
   c.log_every = 100
-  c.keep_checkpoints = 3
+  c.keep_checkpoints = 3  # the newest ones; older ones are deleted...
+  c.keep_checkpoint_every = 0  # ...except steps that are multiples of this (0 = none kept for good)
   c.batch_size = 128  # global, over all devices and hosts
   c.eval_batch_size = 1000
   c.eval_splits = ("test",)
@@ -210,3 +211,80 @@ def check_overrides(config: ml_collections.ConfigDict, argv_overrides: list[str]
     key = item.split("=", 1)[0]
     if key not in keys:
       raise unknown_key_error(config, key)
+
+
+# ---------------------------------------------------------------------------
+# Re-launching a workdir: compare the new resolved config with config.json.
+
+# Keys a researcher may change on a running experiment: training length (when
+# the schedule does not depend on it), evaluation/logging/checkpoint cadence,
+# where the data lives, profiling. Everything else would mix two experiments.
+RESUMABLE_KEYS = frozenset({
+    "train_steps", "train_epochs", "eval_every", "eval_every_epochs", "checkpoint_every",
+    "checkpoint_every_epochs", "log_every", "keep_checkpoints", "keep_checkpoint_every",
+    "profile_steps", "dataset.data_dir", "dataset.download", "dataset.prefetch",
+})
+# Schedules whose learning rate at step k does not depend on train_steps.
+LENGTH_INDEPENDENT_SCHEDULES = ("constant",)
+
+
+class ConfigChanged(ValueError):
+  """A re-launch whose config differs from the workdir's in keys that cannot change mid-run."""
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """{dotted key: value} of a nested config dict (tuples as lists, as in config.json)."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      out.update(flatten(value, f"{prefix}{key}."))
+    else:
+      out[prefix + key] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def as_json_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as config.json stores it."""
+  import json
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def config_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+  """{dotted key: (old, new)} for every key whose value differs (absent keys as None)."""
+  a, b = flatten(old), flatten(new)
+  return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def check_relaunch(old: Mapping[str, Any], new: Mapping[str, Any], workdir: str,
+                   resume_step: int) -> dict[str, tuple[Any, Any]]:
+  """The allowed changes of a re-launch; raises ConfigChanged naming every refused key.
+
+  Keys absent from the old config (added to the framework since the run
+  started) are allowed: the run never depended on them.
+  """
+  changes = config_changes(old, new)
+  schedule = flatten(new).get("optimizer.schedule.name", "constant")
+  refused = {}
+  for key, (was, now) in changes.items():
+    if was is None and key not in flatten(old):
+      continue
+    if key not in RESUMABLE_KEYS:
+      refused[key] = (was, now)
+    elif key in ("train_steps", "train_epochs") and resume_step and (
+        schedule not in LENGTH_INDEPENDENT_SCHEDULES):
+      refused[key] = (was, now)
+  if key_steps := changes.get("train_steps"):
+    if key_steps[1] is not None and key_steps[1] < resume_step and "train_steps" not in refused:
+      refused["train_steps"] = key_steps
+  if refused:
+    lines = [f"  {k}: {was!r} -> {now!r}" for k, (was, now) in refused.items()]
+    why = ""
+    if "train_steps" in refused and schedule not in LENGTH_INDEPENDENT_SCHEDULES:
+      why = (f" (the {schedule!r} learning-rate schedule depends on train_steps, so the steps "
+             "already trained would not match the new length)")
+    elif "train_steps" in refused:
+      why = f" (the workdir already has a checkpoint at step {resume_step})"
+    raise ConfigChanged(
+        f"{workdir} holds a run with a different config{why}; use a new --workdir, or re-run with "
+        f"the workdir's values. Changed key(s):\n" + "\n".join(lines))
+  return changes

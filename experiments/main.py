@@ -1,7 +1,11 @@
 r"""Launcher: python -m experiments.main --config=configs/<group>/<name>.py[:variant] --workdir=DIR.
 
 Overrides: --config.<dotted.key>=<value> (unknown keys fail with close matches).
-Re-running with the same --workdir resumes from its last checkpoint.
+Re-running with the same --workdir resumes from its last checkpoint (a changed
+config is refused, naming the keys, unless only its length or cadence changed).
+User errors (config file, overrides, values, names) end in a short `error:`
+message with exit status 2 before anything is written; SIGTERM saves a
+checkpoint and exits with status 143.
 
 Multi-host: on TPU pods `--distributed` (jax.distributed.initialize() finds the
 pod); elsewhere pass --coordinator_address=HOST:PORT --num_processes=N
@@ -10,7 +14,9 @@ pod); elsewhere pass --coordinator_address=HOST:PORT --num_processes=N
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 
 from absl import app
@@ -40,14 +46,61 @@ def initialize_distributed(coordinator: str, num_processes: int, process_id: int
     jax.distributed.initialize()
 
 
+def fail(message: str, status: int = 2, hard: bool = False) -> None:
+  """Ends the launch with a short message (no traceback), the cause on the last line.
+
+  `hard` skips interpreter shutdown, where orbax's writer threads would print
+  "Event loop is closed" tracebacks after the message.
+  """
+  sys.stdout.flush()
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  if hard:
+    os._exit(status)
+  sys.exit(status)
+
+
+def load_config_flag():
+  """--config's value; a missing or failing config file is a short error, not a traceback."""
+  try:
+    config = _CONFIG.value
+    config.keys()  # a file that failed to load raises here
+    return config
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    cause = e
+    while cause.__cause__ is not None or cause.__context__ is not None:
+      cause = cause.__cause__ or cause.__context__
+    lines = [l.strip() for l in str(cause).splitlines() if l.strip()]
+    fail(f"--config: could not load the config file: {lines[-1] if lines else type(cause).__name__}")
+
+
 def main(argv):
   del argv
+  config = load_config_flag()
+  from experiments import config_lib
+  from experiments import validate
+  try:
+    validate.check_config(config, log_warnings=False)  # before devices are set up; train.run logs
+  except validate.ConfigError as e:
+    fail(str(e))
   from experiments import log
   log.setup()
   initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                          _DISTRIBUTED.value)
+  from experiments import checkpoint
   from experiments import train
-  summary = train.run(_CONFIG.value, _WORKDIR.value)
+  try:
+    summary = train.run(config, _WORKDIR.value)
+  except (validate.ConfigError, config_lib.ConfigChanged) as e:
+    fail(str(e))
+  except (train.WorkdirInUse, train.TrainingDiverged) as e:
+    fail(str(e), status=1)
+  except checkpoint.CheckpointWriteError as e:
+    fail(str(e), status=1, hard=True)
+  except OSError as e:
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+      raise
+    fail(f"{e.filename or _WORKDIR.value}: {e.strerror}; free disk space, then re-run the same "
+         "command to resume from the last checkpoint.", status=1, hard=True)
   final = summary["final"]
   print(json.dumps({"final": final}, sort_keys=True))
 
@@ -56,6 +109,11 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing, with a clean error for misspelled --config.<key> overrides."""
   try:
     return flags.FLAGS(argv)
+  except flags.Error as e:  # e.g. --config.train_steps=abc, or get_config() raising
+    lines = [l for l in str(e).splitlines() if l.strip()]
+    short = lines[0] if len(lines) < 3 else f"{lines[0].rstrip(':')}: {lines[-1].strip()}"
+    print(f"error: {short}", file=sys.stderr)
+    sys.exit(2)
   except (AttributeError, KeyError) as e:
     from experiments import config_lib
     spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)

@@ -67,7 +67,12 @@ class Context:
 
   def train(self, config: str, overrides: dict[str, Any] | None = None, name: str | None = None,
             seed: int | None = None) -> dict:
-    """Trains (resumes, or reuses a finished) run; returns its summary.json dict."""
+    """Trains (resumes, or reuses a finished) run; returns its summary.json dict.
+
+    A finished run whose config is unchanged is read from its summary.json; a
+    workdir trained with a different config raises ConfigChanged naming the
+    keys (delete the workdir to retrain it).
+    """
     from experiments import config_lib
     from experiments import train
     overrides = dict(overrides or {})
@@ -79,7 +84,12 @@ class Context:
     cfg = config_lib.load_config(config, overrides)
     start = time.time()
     print(f"[{self.id}] {name}: {config} {overrides}", file=sys.stderr, flush=True)
-    summary = train.run(cfg, workdir)
+    try:
+      summary = train.run(cfg, workdir)
+    except config_lib.ConfigChanged as e:
+      raise config_lib.ConfigChanged(
+          f"[{self.id}] run {name!r}: its config changed since it was trained; delete {workdir} "
+          f"to retrain it, or use another --out. {e}") from None
     self.runs.append({"name": name, "config": config, "overrides": overrides, "workdir": workdir,
                       "seconds": time.time() - start, "summary": summary})
     return summary
@@ -169,8 +179,14 @@ def main(argv, quick: bool, out: str, list_only: bool):
     import difflib
     hints = {u: difflib.get_close_matches(u, entries, n=3) for u in unknown}
     raise app.UsageError(f"unknown reproduction id(s) {hints}; see --list")
+  from experiments import config_lib
+  from experiments import validate
   for table_id in argv[1:]:
-    text = run_entry(entries[table_id], out, quick)
+    try:
+      text = run_entry(entries[table_id], out, quick)
+    except (config_lib.ConfigChanged, validate.ConfigError) as e:
+      print(f"error: {e}", file=sys.stderr, flush=True)
+      sys.exit(2)
     print(text)
     print(f"wrote {os.path.join(out, table_id + '.md')}", file=sys.stderr)
 

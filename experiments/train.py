@@ -38,6 +38,7 @@ from experiments import data
 from experiments import metrics as metrics_lib
 from experiments import model_lib
 from experiments import optimizers
+from experiments import validate
 
 
 logging = pylogging.getLogger("experiments")
@@ -154,40 +155,76 @@ def _workdir_lock(workdir: str, enabled: bool):
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains or resumes `config` in `workdir`; returns the summary dict.
 
-  Raises WorkdirInUse when another live run already trains in `workdir`.
+  The config is validated before anything is written (validate.ConfigError);
+  a re-launch is compared with the workdir's config.json
+  (config_lib.ConfigChanged); an unchanged finished run returns its
+  summary.json. Raises WorkdirInUse when another live run trains in `workdir`.
   """
+  validate.check_config(config)
+  dataset = data.get_dataset(config)
+  try:
+    config = resolve_config(config, dataset)
+  except ValueError as e:
+    raise validate.ConfigError("", str(e)) from None
+  validate.check_resolved(config, dataset.splits, len(jax.local_devices()) * jax.process_count())
   chief = jax.process_index() == 0
   if chief:
     os.makedirs(workdir, exist_ok=True)
   with _workdir_lock(workdir, enabled=chief):
-    return _run(config, workdir)
+    finished = _prepare_workdir(config, workdir, chief)
+    if finished is not None:
+      return finished
+    return _run(config, dataset, workdir)
 
 
-def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str, chief: bool) -> dict | None:
+  """Checks a re-launch against config.json, then writes config.json (and config_history.jsonl).
+
+  Returns summary.json's content for an unchanged finished run (nothing to do).
+  """
+  path = os.path.join(workdir, "config.json")
+  new = config_lib.as_json_dict(config)
+  steps = checkpoint.steps_on_disk(os.path.join(workdir, "checkpoints"))
+  changes = {}
+  if steps and os.path.exists(path):
+    with open(path) as f:
+      old = json.load(f)
+    changes = config_lib.check_relaunch(old, new, workdir, resume_step=steps[-1])
+    summary_path = os.path.join(workdir, "summary.json")
+    if not changes and steps[-1] == config.train_steps and os.path.exists(summary_path):
+      with open(summary_path) as f:
+        summary = json.load(f)
+      if summary.get("step") == config.train_steps:
+        logging.info("%s already finished %d steps; returning its summary.json.", workdir,
+                     config.train_steps)
+        return summary
+  if chief and changes:
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "resumed_at_step": steps[-1],
+              "changes": {k: {"old": was, "new": now} for k, (was, now) in changes.items()}}
+    with open(os.path.join(workdir, "config_history.jsonl"), "a") as f:
+      f.write(json.dumps(record, sort_keys=True) + "\n")
+    logging.warning("Config changed since the run started (recorded in config_history.jsonl): %s",
+                    ", ".join(f"{k} {was!r} -> {now!r}" for k, (was, now) in changes.items()))
+  history = os.path.join(workdir, "config_history.jsonl")
+  if chief and not steps and os.path.exists(history):
+    os.remove(history)  # a fresh run in an old workdir without checkpoints
+  if chief and (changes or not steps or not os.path.exists(path)):
+    metrics_lib.write_json_atomic(path, new)
+  return None
+
+
+def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str) -> dict:
   process_index, process_count = jax.process_index(), jax.process_count()
   chief = process_index == 0
   devices = jax.local_devices()
   num_devices = len(devices)
-  global_devices = num_devices * process_count
   if not chief:
     logging.setLevel(pylogging.WARNING)  # progress lines come from process 0
-
-  dataset = data.get_dataset(config)
-  config = resolve_config(config, dataset)
-  for key in ("batch_size", "eval_batch_size"):
-    if config[key] % global_devices:
-      raise ValueError(f"config.{key}={config[key]} is not divisible by the {global_devices} devices "
-                       f"({process_count} process(es) x {num_devices} local devices).")
-  if not set(config.eval_splits) <= set(dataset.splits) | {"train"}:
-    raise ValueError(f"config.eval_splits={tuple(config.eval_splits)} but {dataset.name!r} has "
-                     f"splits {dataset.splits}.")
   total = config.train_steps
-  if chief:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
   writer = metrics_lib.MetricsWriter(workdir, enabled=chief)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints,
+                                 config.get("keep_checkpoint_every", 0), chief=chief)
   base_key = jax.random.PRNGKey(config.seed)
   init_key, train_key, eval_key = jax.random.split(base_key, 3)
   device_ids = np.arange(num_devices) + process_index * num_devices
@@ -325,7 +362,8 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       pending.append((step, step_metrics))
       is_last = step == total
       do_eval = is_last or (config.eval_every > 0 and step % config.eval_every == 0)
-      do_ckpt = is_last or preemption.requested or (
+      preempted = preemption.requested  # read once: the save and the exit below agree
+      do_ckpt = is_last or preempted or (
           config.checkpoint_every > 0 and step % config.checkpoint_every == 0)
       if do_eval or do_ckpt or step % max(config.log_every, 1) == 0:
         flush(step)
@@ -333,7 +371,7 @@ def _run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         evaluate(step)
       if do_ckpt:
         save(step)
-      if preemption.requested and not is_last:
+      if preempted and not is_last:
         logging.warning("Preempted: checkpoint at step %d in %s; re-run the same command to resume.",
                         step, ckpt.path(step))
         writer.close()
