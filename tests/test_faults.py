@@ -340,6 +340,8 @@ BAD_LAUNCHES = [
     (["--config.dataset.name=mnits"], "config.dataset.name: unknown name 'mnits'"),
     (["--config.model.name=tat.mpl"], "config.model.name"),
     (["--config.eval_splits=('valid',)"], "config.eval_splits"),
+    (["--config=configs/quickstart.py", "--config.model.activation=reluu"],
+     "config.model.activation: Unknown activation 'reluu'"),  # rejected by the model's builder
 ]
 
 
