@@ -4,8 +4,8 @@ Overrides: --config.<dotted.key>=<value> (unknown keys fail with close matches).
 Re-running with the same --workdir resumes from its last checkpoint (a changed
 config is refused, naming the keys, unless only its length or cadence changed).
 User errors (config file, overrides, values, names) end in a short `error:`
-message with exit status 2 before anything is written; SIGTERM saves a
-checkpoint and exits with status 143.
+message with exit status 2 before anything is written; SIGTERM (or Ctrl-C)
+saves a checkpoint and exits with status 143 (130); a second Ctrl-C stops at once.
 
 Multi-host: on TPU pods `--distributed` (jax.distributed.initialize() finds the
 pod); elsewhere pass --coordinator_address=HOST:PORT --num_processes=N

@@ -64,24 +64,33 @@ class TrainingDiverged(FloatingPointError):
 
 
 class _PreemptionFlag:
-  """SIGTERM sets a flag that the loop checks between steps (no host sync)."""
+  """SIGTERM or SIGINT (Ctrl-C) sets a flag that the loop checks between steps (no host sync);
+  the run then saves a checkpoint and exits with 128 + the signal number. A second Ctrl-C
+  stops at once (KeyboardInterrupt; the last complete checkpoint stays)."""
+
+  SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
   def __init__(self):
     self.requested = False
-    self._previous = None
+    self.signum = signal.SIGTERM
+    self._previous = {}
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
     return self
 
   def _handle(self, signum, frame):
-    logging.warning("SIGTERM received: saving a checkpoint after the current step.")
-    self.requested = True
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    again = " (Ctrl-C again to stop without it)" if signum == signal.SIGINT else ""
+    logging.warning("%s received: saving a checkpoint after the current step%s.",
+                    signal.Signals(signum).name, again)
+    self.requested, self.signum = True, signum
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for s, previous in self._previous.items():
+      signal.signal(s, previous)
 
 
 def resolve_config(config: ml_collections.ConfigDict, dataset: data.Dataset) -> ml_collections.ConfigDict:
@@ -376,7 +385,7 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
                         step, ckpt.path(step))
         writer.close()
         ckpt.close()
-        raise SystemExit(143)
+        raise SystemExit(128 + preemption.signum)
     device_items.close()
 
     if not any(r["step"] == total for r in history):

@@ -2,8 +2,9 @@
 
 `check_config` catches what a researcher can mistype (sizes and counts that
 must be positive, negative learning rates, schedule boundaries outside
-training, names missing from their registries) and raises `ConfigError`, a
-ValueError whose message names the key. The launcher prints it in one or two
+training, names missing from their registries) and `check_resolved` what
+needs the dataset, the devices or the model's builder (depth 0, an unknown
+activation); both raise `ConfigError`, a ValueError whose message names the key. The launcher prints it in one or two
 lines; no workdir is created for a launch that fails these checks.
 """
 
@@ -128,3 +129,18 @@ def check_resolved(config: ml_collections.ConfigDict, dataset_splits: Sequence[s
   if not set(config.eval_splits) <= set(dataset_splits) | {"train"}:
     raise ConfigError("eval_splits", f"{tuple(config.eval_splits)} but the dataset has splits "
                       f"{tuple(dataset_splits)}.")
+  check_model(config.model)
+
+
+def check_model(model_config: ml_collections.ConfigDict) -> None:
+  """Builds the model once: the builders reject invalid sizes and names (depth 0, an
+  unknown activation) with a ValueError, which becomes a ConfigError naming the key."""
+  from experiments import model_lib
+  try:
+    model_lib.build_model(model_config)
+  except ValueError as e:
+    message = str(e)
+    named = [k for k, v in model_config.items()
+             if k != "name" and ((isinstance(v, str) and v and repr(v) in message)
+                                 or f"{k}={v!r}" in message)]
+    raise ConfigError(f"model.{named[0]}" if len(named) == 1 else "model", message) from None

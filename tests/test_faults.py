@@ -82,13 +82,13 @@ HOST_SYNC_MOMENTS = [
 ]
 
 
-def run_preempted(workdir, caplog):
+def run_preempted(workdir, caplog, code=143):
   """Runs the tiny config; returns the step of the preemption checkpoint (None: finished)."""
   caplog.clear()
   try:
     train.run(load(), workdir)
   except SystemExit as e:
-    assert e.code == 143
+    assert e.code == code
     claims = PREEMPTED.findall(caplog.text)
     assert len(claims) == 1, caplog.text
     step, path = int(claims[0][0]), claims[0][1]
@@ -127,6 +127,26 @@ def test_sigterm_during_host_syncs(tmp_path, monkeypatch, caplog, reference, mom
   assert step == expect, moment
   summary = resume(workdir, caplog, step)
   assert_same_as_reference(workdir, summary, reference)
+
+
+def test_ctrl_c_saves_like_sigterm(tmp_path, monkeypatch, caplog, reference):
+  """SIGINT (Ctrl-C) during the metrics host sync at step 3: checkpoint at 4, exit 130."""
+  caplog.set_level(logging.INFO, logger="experiments")
+  calls = []
+  unreplicate = train._unreplicate
+
+  def signalling_unreplicate(tree):
+    calls.append(None)
+    if len(calls) == 2:
+      os.kill(os.getpid(), signal.SIGINT)
+    return unreplicate(tree)
+
+  monkeypatch.setattr(train, "_unreplicate", signalling_unreplicate)
+  assert run_preempted(str(tmp_path), caplog, code=130) == 4
+  assert "SIGINT received: saving a checkpoint" in caplog.text
+  monkeypatch.undo()
+  summary = resume(str(tmp_path), caplog, 4)
+  assert_same_as_reference(str(tmp_path), summary, reference)
 
 
 @pytest.mark.parametrize("at_update,expect", [(0, 1), (4, 5), (11, None)],
@@ -340,6 +360,8 @@ BAD_LAUNCHES = [
     (["--config.dataset.name=mnits"], "config.dataset.name: unknown name 'mnits'"),
     (["--config.model.name=tat.mpl"], "config.model.name"),
     (["--config.eval_splits=('valid',)"], "config.eval_splits"),
+    (["--config=configs/quickstart.py", "--config.model.activation=reluu"],
+     "config.model.activation: Unknown activation 'reluu'"),  # rejected by the model's builder
 ]
 
 
