@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
+from typing import Callable
 
 from absl import app
 from absl import flags
@@ -88,22 +90,29 @@ class StepSetup:
     config_lib.resolve_epochs(config, lambda: dataset.steps_per_epoch(config.batch_size))
     self.host_batch = _host_batch(config, dataset)
     n = len(devices)
-    batch = data.shard_for_pmap(self.host_batch, n)
-    batch["step"] = np.zeros((n,), np.int32)
-    self.batch = data.put_sharded(batch, devices)
-    self.keys = data.put_sharded(np.asarray(jax.random.split(jax.random.PRNGKey(0), n)), devices)
     self.model = model_lib.build_model(config.model)
     loss_fn = model_lib.make_loss_fn(self.model, config, optimizers.axis_name(config.optimizer),
                                      register_for_kfac=config.optimizer.name == "kfac")
-    self.updater = optimizers.build_updater(config, loss_fn, lambda: iter([self.batch] * 1000))
+    self.updater = optimizers.build_updater(config, loss_fn, lambda: iter([self.batch] * 1000),
+                                           devices)
+    layout = self.updater.layout
+    batch = data.shard_for_pmap(self.host_batch, n)
+    batch["step"] = np.zeros((n,), np.int32)
+    self.batch = layout.put(batch)
+    self.keys = layout.put(np.asarray(jax.random.split(jax.random.PRNGKey(0), n)))
     params, state = self.model.init(jax.random.PRNGKey(1), self.host_batch["inputs"][: max(1, config.batch_size // n)],
                                     is_training=True, step=jnp.int32(0))
     self.params, self.state = params, state
-    self.params_r = data.put_replicated(params, devices)
-    self.state_r = data.put_replicated(state, devices)
-    self.opt_state_r = self.updater.init(self.params_r, self.state_r, data.put_replicated(
-        np.asarray(jax.random.PRNGKey(2)), devices), self.batch)
+    self.params_r = layout.replicate(params)
+    self.state_r = layout.replicate(state)
+    self.opt_state_r = self.updater.init(self.params_r, self.state_r,
+                                         layout.replicate(np.asarray(jax.random.PRNGKey(2))), self.batch)
     self.step = 0
+
+  def hlo(self) -> str:
+    """The optimized HLO of the optax step (K-FAC compiles its own)."""
+    return self.updater._update.lower(self.params_r, self.state_r, self.opt_state_r, self.keys,
+                                      self.batch).compile().as_text()
 
   def run(self, steps: int) -> float:
     start = time.perf_counter()
@@ -155,7 +164,35 @@ def handwritten_step(config, params, state, host_batch, donate: bool = False):
     carry.update(p=p, s=s, o=o)
     return (time.perf_counter() - start) / steps
 
+  run.hlo = lambda: step.lower(carry["p"], carry["s"], carry["o"], rng, x, y).compile().as_text()
   return run
+
+
+def count_copies(hlo_text: str, min_elements: int = 0) -> int:
+  """Copy instructions of arrays with >= `min_elements` elements in an optimized HLO module.
+
+  XLA inserts them where a donated buffer cannot be updated in place.
+  """
+  count = 0
+  for dims in re.findall(r"= \w+\[([\d,]*)\]\S* copy\(", hlo_text):
+    count += int(np.prod([int(d) for d in dims.split(",") if d])) >= min_elements
+  return count
+
+
+def _interleaved(runs: dict[str, Callable[[int], float]], steps: int, repeats: int) -> dict[str, list[float]]:
+  """Seconds per step of each run, `repeats` rounds, the runs taking turns within a round."""
+  for run in runs.values():
+    run(3)  # compile and warm up
+  times: dict[str, list[float]] = {name: [] for name in runs}
+  for _ in range(repeats):
+    for name, run in runs.items():
+      times[name].append(run(steps))
+  return times
+
+
+def _paired_ratio(a: list[float], b: list[float]) -> float:
+  """Median over rounds of a/b within a round (robust to load changes between rounds)."""
+  return float(np.median(np.asarray(a) / np.asarray(b)))
 
 
 def overhead(config, steps: int, repeats: int) -> dict:
@@ -166,18 +203,18 @@ def overhead(config, steps: int, repeats: int) -> dict:
   fw = StepSetup(config, devices)
   hand = handwritten_step(config, fw.params, fw.state, fw.host_batch)
   hand_donated = handwritten_step(config, fw.params, fw.state, fw.host_batch, donate=True)
-  fw.run(3), hand(3), hand_donated(3)  # compile and warm up
-  fw_times, hand_times, donated_times = [], [], []
-  for _ in range(repeats):
-    fw_times.append(fw.run(steps))
-    hand_times.append(hand(steps))
-    donated_times.append(hand_donated(steps))
-  fw_t, hand_t, donated_t = (float(np.median(t)) for t in (fw_times, hand_times, donated_times))
+  times = _interleaved({"framework": fw.run, "handwritten": hand, "donated": hand_donated}, steps, repeats)
+  fw_t, hand_t, donated_t = (float(np.median(times[k])) for k in ("framework", "handwritten", "donated"))
   return {"benchmark": "overhead", "model": config.model.name, "batch_size": config.batch_size,
           "optimizer": config.optimizer.name, "device": devices[0].device_kind,
           "framework_step_ms": 1e3 * fw_t, "handwritten_step_ms": 1e3 * hand_t,
-          "ratio": fw_t / hand_t, "handwritten_donated_step_ms": 1e3 * donated_t,
-          "ratio_vs_donated": fw_t / donated_t, "steps": steps, "repeats": repeats}
+          "handwritten_donated_step_ms": 1e3 * donated_t,
+          "ratio": _paired_ratio(times["framework"], times["handwritten"]),
+          "ratio_vs_donated": _paired_ratio(times["framework"], times["donated"]),
+          # Copies of arrays of >= 1,000 elements (params, optimizer state) in the compiled steps.
+          "large_copies": {"framework": count_copies(fw.hlo(), 1000),
+                           "handwritten_donated": count_copies(hand_donated.hlo(), 1000)},
+          "steps": steps, "repeats": repeats}
 
 
 def throughput(config, steps: int, repeats: int) -> dict:

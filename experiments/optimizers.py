@@ -5,13 +5,16 @@ An `Updater` holds the compiled data-parallel update:
     opt_state = updater.init(params, state, rng, batch)
     params, state, opt_state, metrics = updater.update(params, state, opt_state, rng, batch, step)
 
-`updater.per_device_state` says whether the optimizer state differs between
-devices (then checkpoints keep every device's copy). All arguments carry a
-leading local-device axis (params, state and opt_state
-replicated, rng and batch sharded). `sgd`, `adam`, `rmsprop` and `lars` are
-optax transformations stepped by one `jax.pmap`-ed function (gradients
-averaged with `lax.pmean` when there is more than one device); `kfac` is `kfac_jax.Optimizer`, which compiles its
-own multi-device step.
+`updater.layout` (experiments.parallel) places the arguments: rng and batch
+always carry a leading local-device axis; params, state and opt_state are
+replicated, held as the layout says. `updater.per_device_state` says whether
+the optimizer state differs between devices (then checkpoints keep every
+device's copy). `sgd`, `adam`, `rmsprop` and `lars` are optax transformations
+stepped by one jitted SPMD function over all devices (`parallel.MeshLayout`:
+gradients averaged with `lax.pmean` when there is more than one device,
+params/state/opt_state donated and updated in place); `kfac` is
+`kfac_jax.Optimizer`, which compiles its own multi-device `jax.pmap` step
+(`parallel.PmapLayout`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import ml_collections
 import optax
 
 from experiments import model_lib
+from experiments import parallel
 from experiments import schedules
 
 AXIS = "batch"
@@ -57,12 +61,13 @@ def build_optax(opt_config: ml_collections.ConfigDict, schedule: optax.Schedule)
 
 
 class OptaxUpdater:
-  """A pmapped optax step: value_and_grad, pmean of gradients, update."""
+  """A jitted SPMD optax step: value_and_grad, pmean of gradients, update."""
 
   # Optimizer state is identical on every device: checkpoints keep one copy.
   per_device_state = False
 
-  def __init__(self, loss_fn: Callable, tx: optax.GradientTransformation, schedule: optax.Schedule):
+  def __init__(self, loss_fn: Callable, tx: optax.GradientTransformation, schedule: optax.Schedule,
+               devices=None):
 
     def update(params, state, opt_state, rng, batch):
       (_, (state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, rng, batch)
@@ -73,8 +78,10 @@ class OptaxUpdater:
       metrics["learning_rate"] = schedule(batch["step"])
       return params, state, opt_state, metrics
 
-    self._update = jax.pmap(update, axis_name=AXIS, donate_argnums=(0, 1, 2))
-    self._init = jax.pmap(tx.init, axis_name=AXIS)
+    self.layout = parallel.MeshLayout(AXIS, devices)
+    # (params, state, opt_state) replicated; (rng, batch) one device's slice each.
+    self._update = self.layout.compile(update, num_replicated=3, num_args=5, donate_argnums=(0, 1, 2))
+    self._init = self.layout.compile_replicated(tx.init)
 
   def init(self, params, state, rng, batch):
     return self._init(params)
@@ -91,13 +98,14 @@ class KfacUpdater:
   per_device_state = True
 
   def __init__(self, loss_fn: Callable, opt_config: ml_collections.ConfigDict,
-               schedule: optax.Schedule, warmup_batches: Callable[[], Iterator[Any]]):
+               schedule: optax.Schedule, warmup_batches: Callable[[], Iterator[Any]], devices=None):
     import kfac_jax
     k = opt_config.kfac
     self._warmup_batches = warmup_batches
     self._num_burnin_steps = k.num_burnin_steps
     momentum = opt_config.momentum
     self._schedule = schedule
+    self.layout = parallel.PmapLayout(KFAC_AXIS, devices)
     self._opt = kfac_jax.Optimizer(
         value_and_grad_func=jax.value_and_grad(loss_fn, has_aux=True),
         l2_reg=0.0,  # L2 on weights only is part of the loss
@@ -141,13 +149,14 @@ class KfacUpdater:
 
 
 def build_updater(config: ml_collections.ConfigDict, loss_fn: Callable,
-                  warmup_batches: Callable[[], Iterator[Any]]) -> Any:
+                  warmup_batches: Callable[[], Iterator[Any]], devices=None) -> Any:
   """The optimizer named by config.optimizer.name.
 
   `warmup_batches()` returns device batches from a stream separate from the
-  training batches (K-FAC's curvature burn-in uses them).
+  training batches (K-FAC's curvature burn-in uses them). `devices`: every
+  device of every process by default (benchmarks pass a subset).
   """
   schedule = schedules.build_schedule(config.optimizer, config.train_steps)
   if config.optimizer.name == "kfac":
-    return KfacUpdater(loss_fn, config.optimizer, schedule, warmup_batches)
-  return OptaxUpdater(loss_fn, build_optax(config.optimizer, schedule), schedule)
+    return KfacUpdater(loss_fn, config.optimizer, schedule, warmup_batches, devices)
+  return OptaxUpdater(loss_fn, build_optax(config.optimizer, schedule), schedule, devices)
