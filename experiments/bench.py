@@ -17,6 +17,7 @@ dataset's input shape (no data files needed), batches already on the devices.
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import re
@@ -37,12 +38,15 @@ from experiments import config_lib
 from experiments import data
 from experiments import model_lib
 from experiments import optimizers
+from experiments import parallel
 from experiments import schedules
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config whose model/optimizer to benchmark.",
                                           lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats (the median is reported).")
+_CURVATURE_PERIOD = flags.DEFINE_integer("curvature_period", 10, "kfac: curvature update every N steps.")
+_INVERSE_PERIOD = flags.DEFINE_integer("inverse_period", 200, "kfac: inverse update every N steps.")
 
 
 def bench_mlp(width: int = 1024, depth: int = 3, num_classes: int = 10):
@@ -91,7 +95,7 @@ class StepSetup:
     self.host_batch = _host_batch(config, dataset)
     n = len(devices)
     self.model = model_lib.build_model(config.model)
-    loss_fn = model_lib.make_loss_fn(self.model, config, optimizers.axis_name(config.optimizer),
+    loss_fn = model_lib.make_loss_fn(self.model, config, optimizers.axis_name(config.optimizer, devices),
                                      register_for_kfac=config.optimizer.name == "kfac")
     self.updater = optimizers.build_updater(config, loss_fn, lambda: iter([self.batch] * 1000),
                                            devices)
@@ -114,14 +118,23 @@ class StepSetup:
     return self.updater._update.lower(self.params_r, self.state_r, self.opt_state_r, self.keys,
                                       self.batch).compile().as_text()
 
-  def run(self, steps: int) -> float:
+  def run(self, steps: int, global_step: int | None = None) -> float:
+    """Seconds per step of `steps` steps (at `global_step` each time if given)."""
     start = time.perf_counter()
     for _ in range(steps):
+      step = self.step if global_step is None else global_step
       self.params_r, self.state_r, self.opt_state_r, m = self.updater.update(
-          self.params_r, self.state_r, self.opt_state_r, self.keys, self.batch, self.step)
+          self.params_r, self.state_r, self.opt_state_r, self.keys, self.batch, step)
       self.step += 1
     jax.block_until_ready((self.params_r, m))
     return (time.perf_counter() - start) / steps
+
+  def set_kfac_step_counter(self, value: int) -> None:
+    """Sets K-FAC's own step counter (it decides the inverse updates: counter % period == 0)."""
+    counter = np.asarray(parallel.host_copy(self.opt_state_r.step_counter))
+    state = self.opt_state_r.copy()
+    state.step_counter = self.updater.layout.replicate(np.full_like(counter, value))
+    self.opt_state_r = state
 
 
 def handwritten_step(config, params, state, host_batch, donate: bool = False):
@@ -217,6 +230,76 @@ def overhead(config, steps: int, repeats: int) -> dict:
           "steps": steps, "repeats": repeats}
 
 
+def kfac_cost(config, steps: int, repeats: int, curvature_period: int = 10,
+              inverse_period: int = 200) -> dict:
+  """Amortized K-FAC / SGD step time of the config's model (one device).
+
+  Three kinds of K-FAC steps are timed on the same optimizer, interleaved in
+  rounds with the SGD (momentum) step of the same model and batch: plain
+  (gradient, preconditioning with the cached inverses, update), curvature
+  (also the curvature-statistics update, every `curvature_period` steps) and
+  inverse (also recomputing the inverses, every `inverse_period` steps; timed
+  one step at a time). Over one inverse period the average K-FAC step is
+  (t_inverse + (n_curvature - 1) t_curvature + (inverse_period - n_curvature)
+  t_plain) / inverse_period with n_curvature = inverse_period / curvature_period.
+  """
+  if inverse_period % curvature_period:
+    raise ValueError(f"inverse_period {inverse_period} must be a multiple of curvature_period {curvature_period}")
+  devices = jax.local_devices()[:1]
+  kcfg, scfg = copy.deepcopy(config), copy.deepcopy(config)
+  for c in (kcfg, scfg):
+    c.optimizer.learning_rate = 1e-5  # random inputs: keep the iterates finite and the timing honest
+    c.optimizer.schedule.name = "constant"
+    c.optimizer.schedule.warmup_steps = 0
+    c.optimizer.schedule.warmup_epochs = 0.0
+    c.optimizer.momentum = 0.9
+  kcfg.optimizer.name = "kfac"
+  kcfg.optimizer.kfac.curvature_update_period = curvature_period
+  kcfg.optimizer.kfac.inverse_update_period = inverse_period
+  kcfg.optimizer.kfac.num_burnin_steps = 0
+  scfg.optimizer.name = "sgd"
+  with model_lib.precision_policy(config.precision):
+    sgd = StepSetup(scfg, devices)
+    kfac = StepSetup(kcfg, devices)
+
+    def plain(n):  # global step not a multiple of the curvature period; counter away from the inverse
+      kfac.set_kfac_step_counter(1)
+      return kfac.run(n, global_step=1)
+
+    def curvature(n):
+      kfac.set_kfac_step_counter(1)
+      return kfac.run(n, global_step=curvature_period)
+
+    def inverse(n):
+      times = []
+      for _ in range(n):
+        kfac.set_kfac_step_counter(inverse_period)
+        times.append(kfac.run(1, global_step=curvature_period))
+      return float(np.mean(times))
+
+    compile_start = time.perf_counter()
+    times = _interleaved({"sgd": sgd.run, "plain": plain, "curvature": curvature,
+                          "inverse": lambda n: inverse(max(1, n // 10))}, steps, repeats)
+    total_s = time.perf_counter() - compile_start
+  t = {k: float(np.median(v)) for k, v in times.items()}
+  n_curv = inverse_period // curvature_period
+  amortized = (t["inverse"] + (n_curv - 1) * t["curvature"] + (inverse_period - n_curv) * t["plain"]) / inverse_period
+  per_round = [(i + (n_curv - 1) * c + (inverse_period - n_curv) * p) / inverse_period / s
+               for s, p, c, i in zip(times["sgd"], times["plain"], times["curvature"], times["inverse"])]
+  return {"benchmark": "kfac", "model": config.model.name, "batch_size": config.batch_size,
+          "precision": config.precision, "device": devices[0].device_kind,
+          "curvature_update_period": curvature_period, "inverse_update_period": inverse_period,
+          "estimation_mode": kcfg.optimizer.kfac.estimation_mode,
+          "sgd_step_ms": 1e3 * t["sgd"], "kfac_plain_step_ms": 1e3 * t["plain"],
+          "kfac_curvature_step_ms": 1e3 * t["curvature"], "kfac_inverse_step_ms": 1e3 * t["inverse"],
+          "kfac_amortized_step_ms": 1e3 * amortized,
+          "ratio_plain": _paired_ratio(times["plain"], times["sgd"]),
+          "ratio_curvature": _paired_ratio(times["curvature"], times["sgd"]),
+          "ratio_inverse": _paired_ratio(times["inverse"], times["sgd"]),
+          "ratio_amortized": float(np.median(per_round)),
+          "steps": steps, "repeats": repeats, "total_seconds": total_s}
+
+
 def throughput(config, steps: int, repeats: int) -> dict:
   devices = jax.local_devices()
   fw = StepSetup(config, devices)
@@ -246,11 +329,16 @@ def throughput(config, steps: int, repeats: int) -> dict:
 
 
 def main(argv):
-  if len(argv) != 2 or argv[1] not in ("overhead", "throughput"):
-    raise app.UsageError("usage: python -m experiments.bench overhead|throughput [--config=...]")
+  benchmarks = {"overhead": overhead, "throughput": throughput, "kfac": kfac_cost}
+  if len(argv) != 2 or argv[1] not in benchmarks:
+    raise app.UsageError(f"usage: python -m experiments.bench {'|'.join(benchmarks)} [--config=...]")
   config = _CONFIG.value if _CONFIG.value is not None else default_config()
-  fn = overhead if argv[1] == "overhead" else throughput
-  print(json.dumps(fn(config, _STEPS.value, _REPEATS.value), indent=2))
+  kwargs = {}
+  if argv[1] == "kfac":
+    kwargs = {"curvature_period": _CURVATURE_PERIOD.value, "inverse_period": _INVERSE_PERIOD.value}
+  with parallel.single_threaded_host_blas():  # as in training (experiments.train)
+    result = benchmarks[argv[1]](config, _STEPS.value, _REPEATS.value, **kwargs)
+  print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

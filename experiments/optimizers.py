@@ -14,7 +14,8 @@ stepped by one jitted SPMD function over all devices (`parallel.MeshLayout`:
 gradients averaged with `lax.pmean` when there is more than one device,
 params/state/opt_state donated and updated in place); `kfac` is
 `kfac_jax.Optimizer`, which compiles its own multi-device `jax.pmap` step
-(`parallel.PmapLayout`).
+(`parallel.PmapLayout`) or, on a single device, a `jax.jit` step
+(`parallel.SingleDeviceLayout`).
 """
 
 from __future__ import annotations
@@ -36,8 +37,18 @@ KFAC_AXIS = "kfac_axis"
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "lars", "kfac")
 
 
-def axis_name(opt_config: ml_collections.ConfigDict) -> str:
-  return KFAC_AXIS if opt_config.name == "kfac" else AXIS
+def _device_count(devices) -> int:
+  return jax.device_count() if devices is None else len(devices)
+
+
+def axis_name(opt_config: ml_collections.ConfigDict, devices=None) -> str | None:
+  """The collective axis the optimizer's step runs under (None: one-device K-FAC, no axis).
+
+  `devices`: those the updater will use (every device of every process by default).
+  """
+  if opt_config.name != "kfac":
+    return AXIS
+  return KFAC_AXIS if _device_count(devices) > 1 else None
 
 
 def build_optax(opt_config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
@@ -91,7 +102,7 @@ class OptaxUpdater:
 
 
 class KfacUpdater:
-  """kfac_jax.Optimizer (multi-device) behind the Updater interface."""
+  """kfac_jax.Optimizer behind the Updater interface (its own pmap on several devices, jit on one)."""
 
   # Curvature statistics are accumulated per device and only synchronized at
   # inverse updates: checkpoints keep every device's copy for exact resumes.
@@ -105,7 +116,9 @@ class KfacUpdater:
     self._num_burnin_steps = k.num_burnin_steps
     momentum = opt_config.momentum
     self._schedule = schedule
-    self.layout = parallel.PmapLayout(KFAC_AXIS, devices)
+    multi_device = _device_count(devices) > 1
+    self.layout = (parallel.PmapLayout(KFAC_AXIS, devices) if multi_device
+                   else parallel.SingleDeviceLayout((devices or jax.local_devices())[0]))
     self._opt = kfac_jax.Optimizer(
         value_and_grad_func=jax.value_and_grad(loss_fn, has_aux=True),
         l2_reg=0.0,  # L2 on weights only is part of the loss
@@ -125,8 +138,8 @@ class KfacUpdater:
         curvature_ema=k.curvature_ema,
         curvature_update_period=k.curvature_update_period,
         inverse_update_period=k.inverse_update_period,
-        multi_device=True,
-        pmap_axis_name=KFAC_AXIS,
+        multi_device=multi_device,
+        pmap_axis_name=self.layout.axis,
         batch_size_extractor=lambda batch: batch["inputs"].shape[0],
     )
 

@@ -2,7 +2,7 @@
 
 Batches and per-device random keys always arrive from the host with a leading
 local-device axis (`data.shard_for_pmap`: [local devices, per-device batch, ...]);
-the two layouts differ in how the replicated training state is held:
+the layouts differ in how the replicated training state is held:
 
 - `MeshLayout` (optax optimizers): `jax.jit` of a `jax.shard_map` over a 1-D
   mesh of all devices of all processes. Params, state and optimizer state are
@@ -10,11 +10,15 @@ the two layouts differ in how the replicated training state is held:
   step updates them in place exactly like a hand-written single-device jitted
   step. (`jax.pmap` keeps a leading device axis; XLA then copies most donated
   buffers before the update: 19 copies against 3-6 for the same step here.)
-- `PmapLayout` (K-FAC): a leading local-device axis on every array, as
-  `kfac_jax.Optimizer(multi_device=True)`, which compiles its own `jax.pmap`,
-  expects.
+- `PmapLayout` (K-FAC on several devices): a leading local-device axis on
+  every array, as `kfac_jax.Optimizer(multi_device=True)`, which compiles its
+  own `jax.pmap`, expects.
+- `SingleDeviceLayout` (K-FAC on one device): plain arrays on the device and
+  `jax.jit` (`kfac_jax.Optimizer(multi_device=False)`), no collectives
+  (`axis` is None). A one-device pmap K-FAC step spent half its time copying
+  its donated state.
 
-Inside a compiled step both layouts run the same per-device function: one
+Inside a compiled step every layout runs the same per-device function: one
 device's slice of the batch, collectives over the axis `axis` (gradients
 `lax.pmean`-ed, batch statistics per device), so results do not depend on the
 layout or on how the devices are split between processes.
@@ -22,13 +26,33 @@ layout or on how the devices are split between processes.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+import contextlib
+from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import numpy as np
+import threadpoolctl
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+
+
+@contextlib.contextmanager
+def single_threaded_host_blas() -> Iterator[None]:
+  """Host BLAS/LAPACK (numpy's and scipy's OpenBLAS) on one thread inside the block.
+
+  XLA's CPU backend runs factorizations and triangular solves (K-FAC's
+  inverses) as LAPACK calls into scipy's OpenBLAS, whose own threads then
+  compete with XLA's thread pool. Measured on this project's 2-core CPU: a
+  257x257 inverse 20 ms with OpenBLAS threads, 1.8 ms without; a Cholesky
+  factorization 168 ms vs 0.3 ms. XLA's own matmuls and convolutions do not use
+  OpenBLAS, so nothing else slows down.
+  """
+  # threadpoolctl limits the libraries loaded so far: load scipy's LAPACK
+  # (which jaxlib's CPU kernels call) first.
+  import scipy.linalg.cython_lapack  # pylint: disable=import-outside-toplevel,unused-import
+  with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+    yield
 
 
 def global_devices() -> list[Any]:
@@ -48,8 +72,14 @@ def _is_replicated(x: Any) -> bool:
 
 
 def local_copies(tree: Any) -> Any:
-  """Host copies [local devices, ...] of a tree in the pmap layout (multi-host arrays too)."""
+  """Host copies [local devices, ...] of per-device values (multi-host arrays too).
+
+  An array with a leading device axis gives its local rows; a replicated array
+  (no device axis) one copy per local device.
+  """
   def get(x):
+    if isinstance(x, jax.Array) and _is_replicated(x):
+      return np.stack([np.asarray(s.data) for s in x.addressable_shards])
     if isinstance(x, jax.Array):
       shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
       return np.concatenate([np.asarray(s.data) for s in shards])
@@ -149,3 +179,33 @@ class PmapLayout:
 
   def compile_replicated(self, fn: Callable) -> Callable:
     return jax.pmap(fn, axis_name=self.axis)
+
+
+class SingleDeviceLayout:
+  """One device, jax.jit, no device axis and no collectives (axis None)."""
+
+  per_device_axis = False
+  axis = None
+
+  def __init__(self, device: Any):
+    self.devices = [device]
+
+  def put(self, tree: Any) -> Any:
+    """[1, ...] host arrays (one device's slice) -> that slice on the device."""
+    def put(x):
+      x = np.asarray(x)
+      if x.shape[0] != 1:
+        raise ValueError(f"one device expects a leading device axis of 1, got shape {x.shape}")
+      return jax.device_put(x[0], self.devices[0])
+    return jax.tree.map(put, tree)
+
+  def replicate(self, tree: Any) -> Any:
+    return jax.device_put(jax.device_get(tree), self.devices[0])
+
+  def compile(self, fn: Callable, num_replicated: int, num_args: int,
+              donate_argnums: Sequence[int] = ()) -> Callable:
+    del num_replicated, num_args
+    return jax.jit(fn, donate_argnums=tuple(donate_argnums))
+
+  def compile_replicated(self, fn: Callable) -> Callable:
+    return jax.jit(fn)

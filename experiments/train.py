@@ -221,10 +221,11 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
   init_key, train_key, eval_key = jax.random.split(base_key, 3)
   device_ids = np.arange(num_devices) + process_index * num_devices
 
-  with model_lib.precision_policy(config.precision), _PreemptionFlag() as preemption:
+  with model_lib.precision_policy(config.precision), parallel.single_threaded_host_blas(), \
+      _PreemptionFlag() as preemption:
     model = model_lib.build_model(config.model)
     is_kfac = config.optimizer.name == "kfac"
-    axis = optimizers.axis_name(config.optimizer)
+    axis = optimizers.axis_name(config.optimizer)  # the updater's layout's axis
     loss_fn = model_lib.make_loss_fn(model, config, axis, register_for_kfac=is_kfac)
     def warmup_batches():
       stream = dataset.train_batches(config.batch_size, config.seed + 7919, 0, process_index, process_count)

@@ -314,6 +314,22 @@ def test_kfac_resume_is_exact(tmp_path):
   assert resumed == full
 
 
+def test_kfac_on_one_device_trains_and_resumes_exactly(tmp_path):
+  """One device: K-FAC's jitted step (no pmap) trains, and its checkpoints resume exactly."""
+  def run(workdir, *extra):
+    proc = launch(str(workdir), "kfac", devices=1, extra=extra)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return json.load(open(workdir / "summary.json"))
+
+  full = run(tmp_path / "full")
+  run(tmp_path / "resumed", "--config.train_steps=6")
+  assert run(tmp_path / "resumed") == full
+  records = [json.loads(l) for l in open(tmp_path / "full" / "metrics.jsonl")]
+  losses = [r["loss"] for r in records if r["split"] == "train_step"]
+  assert losses[-1] < losses[0]
+
+
 def test_adam_and_bfloat16_and_generated_mse(tmp_path):
   s = train.run(load("adam,bf16"), str(tmp_path / "a"))
   assert np.isfinite(s["final"]["test_loss"])
