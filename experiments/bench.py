@@ -3,16 +3,32 @@ r"""Benchmarks of the training step.
   python -m experiments.bench overhead [--config=configs/...py] [--steps=N] [--repeats=R]
       The framework's compiled train step (experiments.optimizers' updater, as
       the training loop calls it) against a minimal hand-written Haiku+optax
-      jitted step of the same model, batch and optimizer, interleaved in one
-      process. Prints JSON with both times per step and their ratio, and the
-      ratio to the same hand-written step with donated buffers.
+      jitted step of the same model, batch and optimizer, with and without
+      donated buffers, interleaved in one process on one device. Prints JSON
+      with the times per step, their ratios (median over rounds of the ratio
+      within a round) and the copies of large arrays in both compiled steps.
+
+  python -m experiments.bench kfac --config=configs/...py [--curvature_period=10] [--inverse_period=200]
+      K-FAC against SGD (momentum) on the config's model and batch, one
+      device: the times of a plain K-FAC step, a curvature-update step and an
+      inverse-update step, interleaved with the SGD step, and the amortized
+      K-FAC/SGD ratio at those update periods.
 
   python -m experiments.bench throughput --config=configs/...py [--config.batch_size=...]
       Training examples/s of the compiled step and the achieved FLOP/s from
       XLA's cost analysis, with the device named.
 
-Both use the config's model, loss and optimizer on random inputs of the
-dataset's input shape (no data files needed), batches already on the devices.
+  python -m experiments.bench gpu [--small]
+      The accelerator table: ResNet-50 v2 at ImageNet shape (224x224, batch
+      --batch_per_device=256 per device) in bfloat16, standard vs
+      vanilla TAT, SGD and K-FAC (amortized), images/s and model TFLOP/s, plus
+      the input pipeline's own rate on TFDS mock data of the same shape and
+      whether it is >= 2x the fastest step. `--small` (ResNet-18 at quarter
+      width, 32x32, batch 8) runs the same code on a CPU.
+
+All use the config's model, loss and optimizer on random inputs of the
+dataset's input shape (no data files needed), batches already on the devices,
+host BLAS on one thread as in training.
 """
 
 from __future__ import annotations
@@ -20,6 +36,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import re
 import time
 from typing import Callable
@@ -47,6 +64,8 @@ _STEPS = flags.DEFINE_integer("steps", 50, "Timed steps per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats (the median is reported).")
 _CURVATURE_PERIOD = flags.DEFINE_integer("curvature_period", 10, "kfac: curvature update every N steps.")
 _INVERSE_PERIOD = flags.DEFINE_integer("inverse_period", 200, "kfac: inverse update every N steps.")
+_SMALL = flags.DEFINE_bool("small", False, "gpu: ResNet-18 at quarter width, 32x32, batch 8 (runs on a CPU).")
+_BATCH_PER_DEVICE = flags.DEFINE_integer("batch_per_device", 256, "gpu: batch size on the one device timed.")
 
 
 def bench_mlp(width: int = 1024, depth: int = 3, num_classes: int = 10):
@@ -230,6 +249,22 @@ def overhead(config, steps: int, repeats: int) -> dict:
           "steps": steps, "repeats": repeats}
 
 
+def _step_flops(setup: StepSetup) -> float | None:
+  """XLA's FLOP count of one optax step over all its devices (None for K-FAC or when unavailable)."""
+  update = getattr(setup.updater, "_update", None)
+  if update is None:
+    return None
+  try:
+    lowered = update.lower(setup.params_r, setup.state_r, setup.opt_state_r, setup.keys, setup.batch)
+    cost = lowered.compile().cost_analysis()
+  except Exception:  # cost analysis is best effort on some backends
+    return None
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float((cost or {}).get("flops", 0.0))
+  # The SPMD program is one device's share of the step.
+  return flops * len(setup.updater.layout.devices) or None
+
+
 def kfac_cost(config, steps: int, repeats: int, curvature_period: int = 10,
               inverse_period: int = 200) -> dict:
   """Amortized K-FAC / SGD step time of the config's model (one device).
@@ -281,6 +316,7 @@ def kfac_cost(config, steps: int, repeats: int, curvature_period: int = 10,
     times = _interleaved({"sgd": sgd.run, "plain": plain, "curvature": curvature,
                           "inverse": lambda n: inverse(max(1, n // 10))}, steps, repeats)
     total_s = time.perf_counter() - compile_start
+    sgd_flops = _step_flops(sgd)
   t = {k: float(np.median(v)) for k, v in times.items()}
   n_curv = inverse_period // curvature_period
   amortized = (t["inverse"] + (n_curv - 1) * t["curvature"] + (inverse_period - n_curv) * t["plain"]) / inverse_period
@@ -297,7 +333,85 @@ def kfac_cost(config, steps: int, repeats: int, curvature_period: int = 10,
           "ratio_curvature": _paired_ratio(times["curvature"], times["sgd"]),
           "ratio_inverse": _paired_ratio(times["inverse"], times["sgd"]),
           "ratio_amortized": float(np.median(per_round)),
+          "sgd_flops_per_step": sgd_flops,
           "steps": steps, "repeats": repeats, "total_seconds": total_s}
+
+
+RESNET_CONFIG = "configs/tat/imagenet_resnet.py"
+
+
+def resnet50_config(network: str, small: bool, batch_per_device: int = 256) -> ml_collections.ConfigDict:
+  """ResNet-50 v2 at ImageNet shape in bfloat16 (`small`: ResNet-18 at quarter width, 32x32, batch 8)."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  config = config_lib.load_config(os.path.join(root, RESNET_CONFIG) + f":{network},kfac")
+  config.precision = "bfloat16"
+  config.batch_size = batch_per_device  # the benchmarks run on one device
+  if small:
+    config.depth = 18
+    config.model.width_multiplier = 0.25
+    config.dataset.image_size = 32
+    config.batch_size = 8
+  return config
+
+
+def input_pipeline_rate(config, batches: int) -> float:
+  """Images/s of the framework's TFDS training input pipeline (decode-free mock examples of the real feature spec)."""
+  from experiments import testing
+  with testing.mock_tfds(num_examples=max(4 * config.batch_size, 64)):
+    dataset = data.get_dataset(config)
+    stream = dataset.train_batches(config.batch_size, config.seed, 0)
+    next(stream)  # pipeline start-up (normalization statistics, tf.data warm-up)
+    start = time.perf_counter()
+    for _ in range(batches):
+      next(stream)
+    return batches * config.batch_size / (time.perf_counter() - start)
+
+
+def gpu_table(steps: int, repeats: int, small: bool = False, curvature_period: int = 10,
+              inverse_period: int = 200, pipeline_batches: int = 50, batch_per_device: int = 256,
+              networks: tuple[str, ...] = ("standard", "vanilla")) -> dict:
+  """Images/s and achieved TFLOP/s of ResNet-50 v2 (standard and vanilla TAT), SGD and K-FAC.
+
+  Both optimizers of a network are timed interleaved in one process
+  (`kfac_cost`; K-FAC amortized over its curvature and inverse periods). TFLOP/s
+  is XLA's FLOP count of the SGD step (the model's forward and backward pass)
+  per second of each step, so K-FAC's row is the model FLOP rate it sustains.
+  """
+  rows = []
+  config = None
+  for network in networks:
+    config = resnet50_config(network, small, batch_per_device)
+    r = kfac_cost(config, steps, repeats, curvature_period, inverse_period)
+    for optimizer, ms in (("sgd", r["sgd_step_ms"]), ("kfac", r["kfac_amortized_step_ms"])):
+      row = {"network": network, "method": config.method, "optimizer": optimizer, "step_ms": ms,
+             "images_per_sec": config.batch_size / (ms / 1e3)}
+      row["model_tflops"] = r["sgd_flops_per_step"] / (ms / 1e3) / 1e12 if r["sgd_flops_per_step"] else None
+      rows.append(row)
+  fastest = max(row["images_per_sec"] for row in rows)
+  pipeline = input_pipeline_rate(config, pipeline_batches)
+  return {"benchmark": "gpu", "device": jax.local_devices()[0].device_kind, "small": small,
+          "depth": config.depth, "image_size": config.dataset.image_size, "batch_size": config.batch_size,
+          "precision": config.precision, "curvature_update_period": curvature_period,
+          "inverse_update_period": inverse_period, "rows": rows,
+          "input_pipeline_images_per_sec": pipeline, "input_pipeline_over_fastest_step": pipeline / fastest,
+          "input_pipeline_ok": pipeline >= 2 * fastest}
+
+
+def format_gpu_table(result: dict) -> str:
+  head = (f"ResNet-{result['depth']} v2, {result['image_size']}x{result['image_size']}, batch "
+          f"{result['batch_size']}, {result['precision']}, {result['device']}"
+          f" (K-FAC: curvature every {result['curvature_update_period']}, inverses every "
+          f"{result['inverse_update_period']} steps, amortized)")
+  lines = [head, "", "| network | method | optimizer | step ms | images/s | model TFLOP/s |", "|---|---|---|---|---|---|"]
+  for r in result["rows"]:
+    tflops = f"{r['model_tflops']:.3f}" if r["model_tflops"] is not None else "n/a"
+    lines.append(f"| {r['network']} | {r['method']} | {r['optimizer']} | {r['step_ms']:.1f} | "
+                 f"{r['images_per_sec']:.1f} | {tflops} |")
+  ratio = result["input_pipeline_over_fastest_step"]
+  verdict = "OK (>= 2x)" if result["input_pipeline_ok"] else "TOO SLOW (< 2x): the input pipeline would bound training"
+  lines += ["", f"input pipeline (TFDS mock data, same shape): {result['input_pipeline_images_per_sec']:.1f} "
+            f"images/s = {ratio:.2f}x the fastest step: {verdict}"]
+  return "\n".join(lines)
 
 
 def throughput(config, steps: int, repeats: int) -> dict:
@@ -306,16 +420,7 @@ def throughput(config, steps: int, repeats: int) -> dict:
   compile_start = time.perf_counter()
   fw.run(2)
   compile_s = time.perf_counter() - compile_start
-  flops = None
-  update = getattr(fw.updater, "_update", None)
-  if update is not None:
-    try:
-      lowered = update.lower(fw.params_r, fw.state_r, fw.opt_state_r, fw.keys, fw.batch)
-      cost = lowered.compile().cost_analysis()
-      cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-      flops = float(cost.get("flops", 0.0)) or None  # per device
-    except Exception:  # cost analysis is best effort on some backends
-      flops = None
+  flops = _step_flops(fw)
   times = [fw.run(steps) for _ in range(repeats)]
   t = float(np.median(times))
   result = {"benchmark": "throughput", "model": config.model.name, "precision": config.precision,
@@ -323,15 +428,22 @@ def throughput(config, steps: int, repeats: int) -> dict:
             "devices": len(devices), "device": devices[0].device_kind, "step_ms": 1e3 * t,
             "examples_per_sec": config.batch_size / t, "compile_and_first_steps_s": compile_s}
   if flops:
-    result["flops_per_step"] = flops * len(devices)
-    result["achieved_tflops"] = flops * len(devices) / t / 1e12
+    result["flops_per_step"] = flops
+    result["achieved_tflops"] = flops / t / 1e12
   return result
 
 
 def main(argv):
-  benchmarks = {"overhead": overhead, "throughput": throughput, "kfac": kfac_cost}
+  benchmarks = {"overhead": overhead, "throughput": throughput, "kfac": kfac_cost, "gpu": None}
   if len(argv) != 2 or argv[1] not in benchmarks:
     raise app.UsageError(f"usage: python -m experiments.bench {'|'.join(benchmarks)} [--config=...]")
+  if argv[1] == "gpu":
+    with parallel.single_threaded_host_blas():
+      result = gpu_table(_STEPS.value, _REPEATS.value, _SMALL.value, _CURVATURE_PERIOD.value,
+                         _INVERSE_PERIOD.value, batch_per_device=_BATCH_PER_DEVICE.value)
+    print(format_gpu_table(result))
+    print(json.dumps(result))
+    return
   config = _CONFIG.value if _CONFIG.value is not None else default_config()
   kwargs = {}
   if argv[1] == "kfac":

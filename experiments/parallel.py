@@ -108,9 +108,10 @@ class MeshLayout:
     """`devices`: all of them by default (a subset of one process's devices for benchmarks)."""
     self.axis = axis
     self.mesh = Mesh(np.asarray(global_devices() if devices is None else devices), (axis,))
+    self.devices = list(self.mesh.devices.flat)
     self.replicated = NamedSharding(self.mesh, P())
     self._sharded = NamedSharding(self.mesh, P(axis))
-    self._processes = len({d.process_index for d in self.mesh.devices.flat})
+    self._processes = len({d.process_index for d in self.devices})
 
   def replicate(self, tree: Any) -> Any:
     """Host tree (the same on every process) -> global arrays on every device."""

@@ -464,3 +464,18 @@ def test_bench_overhead_and_throughput_report(tmp_path):
   assert result["large_copies"]["framework"] <= result["large_copies"]["handwritten_donated"]
   t = bench.throughput(c, steps=2, repeats=1)
   assert t["examples_per_sec"] > 0 and t["flops_per_step"] > 2 * 8 * 784 * 32  # >= the first layer
+
+
+def test_bench_gpu_table_small_runs_on_cpu():
+  """`python -m experiments.bench gpu --small`'s code path on the CPU (one network, one round)."""
+  from experiments import bench
+  r = bench.gpu_table(steps=1, repeats=1, small=True, curvature_period=1, inverse_period=2,
+                      pipeline_batches=2, networks=("vanilla",))
+  assert [(row["network"], row["method"], row["optimizer"]) for row in r["rows"]] == [
+      ("vanilla", "tat", "sgd"), ("vanilla", "tat", "kfac")]
+  assert all(row["images_per_sec"] > 0 and row["model_tflops"] > 0 for row in r["rows"])
+  fastest = max(row["images_per_sec"] for row in r["rows"])
+  assert r["input_pipeline_ok"] == (r["input_pipeline_images_per_sec"] >= 2 * fastest)
+  text = bench.format_gpu_table(r)
+  assert "ResNet-18 v2, 32x32, batch 8, bfloat16" in text and "| vanilla | tat | kfac |" in text
+  assert "input pipeline (TFDS mock data" in text
