@@ -454,22 +454,11 @@ def shard_for_pmap(batch: Batch, num_devices: int) -> Batch:
   return {k: reshape(v) for k, v in batch.items()}
 
 
-def put_sharded(tree: Any, devices) -> Any:
-  """Host arrays with a leading device axis -> arrays laid out for pmap."""
-  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.asarray(devices), ("devices",)),
-                                        jax.sharding.PartitionSpec("devices"))
-  return jax.tree.map(lambda x: jax.device_put(np.asarray(x), sharding), tree)
+def prefetch_to_devices(iterator: Iterator[Any], size: int, put: Callable[[Any], Any]) -> Iterator[Any]:
+  """Moves items (pytrees with a leading device axis) to devices with `put` in a background thread.
 
-
-def put_replicated(tree: Any, devices) -> Any:
-  """One copy per local device (params, state) laid out for pmap."""
-  n = len(devices)
-  return put_sharded(jax.tree.map(lambda x: np.broadcast_to(np.asarray(x), (n,) + np.shape(x)), tree),
-                     devices)
-
-
-def prefetch_to_devices(iterator: Iterator[Any], size: int, devices) -> Iterator[Any]:
-  """Moves items (pytrees with a leading device axis) to devices in a background thread."""
+  `put` is the updater's layout's (experiments.parallel).
+  """
   q: queue.Queue = queue.Queue(maxsize=max(size, 1))
   sentinel = object()
   stop = threading.Event()
@@ -479,7 +468,7 @@ def prefetch_to_devices(iterator: Iterator[Any], size: int, devices) -> Iterator
       for item in iterator:
         if stop.is_set():
           return
-        q.put(put_sharded(item, devices))
+        q.put(put(item))
       q.put(sentinel)
     except BaseException as e:  # surfaced in the consumer
       q.put(e)

@@ -177,20 +177,26 @@ def l2_penalty(params, param_names) -> jnp.ndarray:
   return total
 
 
-def device_mean(tree, axis_name: str):
+def device_mean(tree, axis_name: str | None):
   """`lax.pmean` over the data-parallel axis, skipped when that axis has one device.
 
   On a single device the all-reduce is still emitted and copies every gradient
   (about 3% of a CPU step of the overhead benchmark's MLP); the axis size is
-  static (`psum(1)`), so the choice is made at trace time.
+  static (`psum(1)`), so the choice is made at trace time. `axis_name` None:
+  no device axis (a one-device jitted step).
   """
-  if jax.lax.psum(1, axis_name) == 1:
+  if axis_name is None or jax.lax.psum(1, axis_name) == 1:
     return tree
   return jax.lax.pmean(tree, axis_name)
 
 
+def device_sum(tree, axis_name: str | None):
+  """`lax.psum` over the data-parallel axis (`axis_name` None: no device axis)."""
+  return tree if axis_name is None else jax.lax.psum(tree, axis_name)
+
+
 def make_loss_fn(model: hk.TransformedWithState, config: ml_collections.ConfigDict,
-                 axis_name: str, register_for_kfac: bool = False):
+                 axis_name: str | None, register_for_kfac: bool = False):
   """(params, state, rng, batch) -> (loss, (state, metrics)), for any optimizer.
 
   The batch carries the global `step`. Haiku state (batch statistics) is
@@ -216,7 +222,8 @@ def make_loss_fn(model: hk.TransformedWithState, config: ml_collections.ConfigDi
   return loss_fn
 
 
-def make_eval_fn(model: hk.TransformedWithState, config: ml_collections.ConfigDict, axis_name: str):
+def make_eval_fn(model: hk.TransformedWithState, config: ml_collections.ConfigDict,
+                 axis_name: str | None):
   """Masked sums of per-example metrics over one device's slice of an eval batch."""
 
   def eval_fn(params, state, rng, batch):
@@ -228,8 +235,8 @@ def make_eval_fn(model: hk.TransformedWithState, config: ml_collections.ConfigDi
     sums.update({k: jnp.sum(v * mask) for k, v in per.metrics.items()})
     sums.update({k: v * count for k, v in out["metrics"].items()})
     sums["count"] = count
-    sums = jax.lax.psum(sums, axis_name)
-    stats = jax.lax.pmean(out["stats"], axis_name)
+    sums = device_sum(sums, axis_name)
+    stats = device_mean(out["stats"], axis_name)
     return sums, stats
 
   return eval_fn

@@ -5,13 +5,17 @@ An `Updater` holds the compiled data-parallel update:
     opt_state = updater.init(params, state, rng, batch)
     params, state, opt_state, metrics = updater.update(params, state, opt_state, rng, batch, step)
 
-`updater.per_device_state` says whether the optimizer state differs between
-devices (then checkpoints keep every device's copy). All arguments carry a
-leading local-device axis (params, state and opt_state
-replicated, rng and batch sharded). `sgd`, `adam`, `rmsprop` and `lars` are
-optax transformations stepped by one `jax.pmap`-ed function (gradients
-averaged with `lax.pmean` when there is more than one device); `kfac` is `kfac_jax.Optimizer`, which compiles its
-own multi-device step.
+`updater.layout` (experiments.parallel) places the arguments: rng and batch
+always carry a leading local-device axis; params, state and opt_state are
+replicated, held as the layout says. `updater.per_device_state` says whether
+the optimizer state differs between devices (then checkpoints keep every
+device's copy). `sgd`, `adam`, `rmsprop` and `lars` are optax transformations
+stepped by one jitted SPMD function over all devices (`parallel.MeshLayout`:
+gradients averaged with `lax.pmean` when there is more than one device,
+params/state/opt_state donated and updated in place); `kfac` is
+`kfac_jax.Optimizer`, which compiles its own multi-device `jax.pmap` step
+(`parallel.PmapLayout`) or, on a single device, a `jax.jit` step
+(`parallel.SingleDeviceLayout`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import ml_collections
 import optax
 
 from experiments import model_lib
+from experiments import parallel
 from experiments import schedules
 
 AXIS = "batch"
@@ -32,8 +37,18 @@ KFAC_AXIS = "kfac_axis"
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "lars", "kfac")
 
 
-def axis_name(opt_config: ml_collections.ConfigDict) -> str:
-  return KFAC_AXIS if opt_config.name == "kfac" else AXIS
+def _device_count(devices) -> int:
+  return jax.device_count() if devices is None else len(devices)
+
+
+def axis_name(opt_config: ml_collections.ConfigDict, devices=None) -> str | None:
+  """The collective axis the optimizer's step runs under (None: one-device K-FAC, no axis).
+
+  `devices`: those the updater will use (every device of every process by default).
+  """
+  if opt_config.name != "kfac":
+    return AXIS
+  return KFAC_AXIS if _device_count(devices) > 1 else None
 
 
 def build_optax(opt_config: ml_collections.ConfigDict, schedule: optax.Schedule) -> optax.GradientTransformation:
@@ -57,12 +72,13 @@ def build_optax(opt_config: ml_collections.ConfigDict, schedule: optax.Schedule)
 
 
 class OptaxUpdater:
-  """A pmapped optax step: value_and_grad, pmean of gradients, update."""
+  """A jitted SPMD optax step: value_and_grad, pmean of gradients, update."""
 
   # Optimizer state is identical on every device: checkpoints keep one copy.
   per_device_state = False
 
-  def __init__(self, loss_fn: Callable, tx: optax.GradientTransformation, schedule: optax.Schedule):
+  def __init__(self, loss_fn: Callable, tx: optax.GradientTransformation, schedule: optax.Schedule,
+               devices=None):
 
     def update(params, state, opt_state, rng, batch):
       (_, (state, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, rng, batch)
@@ -73,8 +89,10 @@ class OptaxUpdater:
       metrics["learning_rate"] = schedule(batch["step"])
       return params, state, opt_state, metrics
 
-    self._update = jax.pmap(update, axis_name=AXIS, donate_argnums=(0, 1, 2))
-    self._init = jax.pmap(tx.init, axis_name=AXIS)
+    self.layout = parallel.MeshLayout(AXIS, devices)
+    # (params, state, opt_state) replicated; (rng, batch) one device's slice each.
+    self._update = self.layout.compile(update, num_replicated=3, num_args=5, donate_argnums=(0, 1, 2))
+    self._init = self.layout.compile_replicated(tx.init)
 
   def init(self, params, state, rng, batch):
     return self._init(params)
@@ -84,20 +102,23 @@ class OptaxUpdater:
 
 
 class KfacUpdater:
-  """kfac_jax.Optimizer (multi-device) behind the Updater interface."""
+  """kfac_jax.Optimizer behind the Updater interface (its own pmap on several devices, jit on one)."""
 
   # Curvature statistics are accumulated per device and only synchronized at
   # inverse updates: checkpoints keep every device's copy for exact resumes.
   per_device_state = True
 
   def __init__(self, loss_fn: Callable, opt_config: ml_collections.ConfigDict,
-               schedule: optax.Schedule, warmup_batches: Callable[[], Iterator[Any]]):
+               schedule: optax.Schedule, warmup_batches: Callable[[], Iterator[Any]], devices=None):
     import kfac_jax
     k = opt_config.kfac
     self._warmup_batches = warmup_batches
     self._num_burnin_steps = k.num_burnin_steps
     momentum = opt_config.momentum
     self._schedule = schedule
+    multi_device = _device_count(devices) > 1
+    self.layout = (parallel.PmapLayout(KFAC_AXIS, devices) if multi_device
+                   else parallel.SingleDeviceLayout((devices or jax.local_devices())[0]))
     self._opt = kfac_jax.Optimizer(
         value_and_grad_func=jax.value_and_grad(loss_fn, has_aux=True),
         l2_reg=0.0,  # L2 on weights only is part of the loss
@@ -117,8 +138,8 @@ class KfacUpdater:
         curvature_ema=k.curvature_ema,
         curvature_update_period=k.curvature_update_period,
         inverse_update_period=k.inverse_update_period,
-        multi_device=True,
-        pmap_axis_name=KFAC_AXIS,
+        multi_device=multi_device,
+        pmap_axis_name=self.layout.axis,
         batch_size_extractor=lambda batch: batch["inputs"].shape[0],
     )
 
@@ -141,13 +162,14 @@ class KfacUpdater:
 
 
 def build_updater(config: ml_collections.ConfigDict, loss_fn: Callable,
-                  warmup_batches: Callable[[], Iterator[Any]]) -> Any:
+                  warmup_batches: Callable[[], Iterator[Any]], devices=None) -> Any:
   """The optimizer named by config.optimizer.name.
 
   `warmup_batches()` returns device batches from a stream separate from the
-  training batches (K-FAC's curvature burn-in uses them).
+  training batches (K-FAC's curvature burn-in uses them). `devices`: every
+  device of every process by default (benchmarks pass a subset).
   """
   schedule = schedules.build_schedule(config.optimizer, config.train_steps)
   if config.optimizer.name == "kfac":
-    return KfacUpdater(loss_fn, config.optimizer, schedule, warmup_batches)
-  return OptaxUpdater(loss_fn, build_optax(config.optimizer, schedule), schedule)
+    return KfacUpdater(loss_fn, config.optimizer, schedule, warmup_batches, devices)
+  return OptaxUpdater(loss_fn, build_optax(config.optimizer, schedule), schedule, devices)

@@ -2,9 +2,10 @@
 
 `run(config, workdir)` trains (or resumes) the experiment described by a
 resolved config and returns summary.json's content. It is data-parallel over
-the local devices with `jax.pmap` and over hosts with `jax.distributed`: each
-process feeds its slice of every global batch, only process 0 writes files
-other than checkpoints (which orbax coordinates).
+every device of every process (`jax.distributed`), laid out as the optimizer's
+updater says (experiments.parallel): each process feeds its slice of every
+global batch, only process 0 writes files other than checkpoints (which orbax
+coordinates).
 
 Determinism: the batch and the random keys of step k are functions of
 (seed, k) only, so a resumed run continues exactly like an uninterrupted one.
@@ -38,6 +39,7 @@ from experiments import data
 from experiments import metrics as metrics_lib
 from experiments import model_lib
 from experiments import optimizers
+from experiments import parallel
 from experiments import validate
 
 
@@ -100,19 +102,9 @@ def resolve_config(config: ml_collections.ConfigDict, dataset: data.Dataset) -> 
   return config
 
 
-def _local_copies(tree):
-  """Host copies [local devices, ...] of a pmapped tree (works on multi-host global arrays)."""
-  def get(x):
-    if isinstance(x, jax.Array):
-      shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
-      return np.concatenate([np.asarray(s.data) for s in shards])
-    return np.asarray(x)
-  return jax.tree.map(get, tree)
-
-
 def _unreplicate(tree):
-  """The first local device's copy, on the host."""
-  return jax.tree.map(lambda x: x[0], _local_copies(tree))
+  """The first local device's copy, on the host (either device layout)."""
+  return parallel.host_copy(tree)
 
 
 def _step_keys(base_key, step: int, device_ids: np.ndarray) -> np.ndarray:
@@ -238,10 +230,11 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
   init_key, train_key, eval_key = jax.random.split(base_key, 3)
   device_ids = np.arange(num_devices) + process_index * num_devices
 
-  with model_lib.precision_policy(config.precision), _PreemptionFlag() as preemption:
+  with model_lib.precision_policy(config.precision), parallel.single_threaded_host_blas(), \
+      _PreemptionFlag() as preemption:
     model = model_lib.build_model(config.model)
     is_kfac = config.optimizer.name == "kfac"
-    axis = optimizers.axis_name(config.optimizer)
+    axis = optimizers.axis_name(config.optimizer)  # the updater's layout's axis
     loss_fn = model_lib.make_loss_fn(model, config, axis, register_for_kfac=is_kfac)
     def warmup_batches():
       stream = dataset.train_batches(config.batch_size, config.seed + 7919, 0, process_index, process_count)
@@ -250,10 +243,12 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
         batch["step"] = np.zeros((num_devices,), np.int32)
         yield put(batch)
 
-    put = lambda tree: data.put_sharded(tree, devices)
     updater = optimizers.build_updater(config, loss_fn, warmup_batches)
-    eval_step = jax.pmap(model_lib.make_eval_fn(model, config, optimizers.AXIS),
-                         axis_name=optimizers.AXIS)
+    layout = updater.layout
+    put, replicate = layout.put, layout.replicate
+    # (params, state) replicated, (rng, batch) one device's slice each.
+    eval_step = layout.compile(model_lib.make_eval_fn(model, config, layout.axis),
+                               num_replicated=2, num_args=4)
 
     start = ckpt.latest_step() or 0
     start = min(start, total)
@@ -269,15 +264,13 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
     first_batch, first_keys = device_item(first, start)
     params, state = jax.jit(model.init, static_argnames="is_training")(
         init_key, first_batch["inputs"][0], is_training=True, step=jnp.int32(0))
-    replicate = lambda tree: data.put_replicated(jax.device_get(tree), devices)
     params_r, state_r = replicate(params), replicate(state)
-    put = lambda tree: data.put_sharded(tree, devices)
     opt_state_r = updater.init(params_r, state_r, replicate(init_key), put(first_batch))
 
     def opt_state_for_checkpoint(opt_state):
       if not updater.per_device_state:
         return _unreplicate(opt_state)
-      local = _local_copies(opt_state)  # [local devices, ...]
+      local = parallel.local_copies(opt_state)  # [local devices, ...]
       if process_count == 1:
         return local
       from jax.experimental import multihost_utils
@@ -361,7 +354,7 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
                    time.strftime("%H:%M:%S", time.gmtime(eta)))
 
     items = (device_item(b, s) for s, b in zip(itertools.count(start), itertools.chain([first], host_batches)))
-    device_items: Iterator[Any] = data.prefetch_to_devices(items, config.dataset.prefetch, devices)
+    device_items: Iterator[Any] = data.prefetch_to_devices(items, config.dataset.prefetch, put)
     step = start
     while step < total:
       batch, keys = next(device_items)

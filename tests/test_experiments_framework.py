@@ -278,6 +278,27 @@ def test_pmap_two_devices_equals_one_device(tmp_path):
     assert one["final"][k] == pytest.approx(v, rel=2e-4, abs=1e-5), k
 
 
+def test_mesh_and_pmap_layouts_run_the_same_per_device_step():
+  """The jit+shard_map layout (optax) and the pmap layout (K-FAC) agree on 2 devices."""
+  from experiments import parallel
+
+  def per_device(w, rng, x):  # one device's slice; mean gradient over all devices
+    g = jax.grad(lambda w: jnp.mean((x @ w + jax.random.normal(rng, ())) ** 2))(w)
+    return w - 0.1 * jax.lax.pmean(g, "i"), jax.lax.psum(jnp.sum(x), "i")
+
+  w = np.arange(6, dtype=np.float32).reshape(3, 2) / 6
+  x = np.arange(24, dtype=np.float32).reshape(2, 4, 3) / 24  # [devices, per-device batch, ...]
+  keys = np.asarray(jax.random.split(jax.random.PRNGKey(0), 2))
+  outs = []
+  for layout in (parallel.MeshLayout("i"), parallel.PmapLayout("i")):
+    step = layout.compile(per_device, num_replicated=1, num_args=3, donate_argnums=(0,))
+    new_w, total = step(layout.replicate(w), layout.put(keys), layout.put(x))
+    outs.append(parallel.host_copy((new_w, total)))
+  assert outs[0][0].shape == w.shape and float(outs[0][1]) == pytest.approx(float(x.sum()))
+  np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-6)
+  assert not np.allclose(outs[0][0], w)
+
+
 def test_kfac_trains_on_two_devices(tmp_path):
   summary = train.run(load("kfac"), str(tmp_path))
   records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
@@ -291,6 +312,22 @@ def test_kfac_resume_is_exact(tmp_path):
   train.run(load("kfac", train_steps=6), str(tmp_path / "resumed"))
   resumed = train.run(load("kfac"), str(tmp_path / "resumed"))
   assert resumed == full
+
+
+def test_kfac_on_one_device_trains_and_resumes_exactly(tmp_path):
+  """One device: K-FAC's jitted step (no pmap) trains, and its checkpoints resume exactly."""
+  def run(workdir, *extra):
+    proc = launch(str(workdir), "kfac", devices=1, extra=extra)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    return json.load(open(workdir / "summary.json"))
+
+  full = run(tmp_path / "full")
+  run(tmp_path / "resumed", "--config.train_steps=6")
+  assert run(tmp_path / "resumed") == full
+  records = [json.loads(l) for l in open(tmp_path / "full" / "metrics.jsonl")]
+  losses = [r["loss"] for r in records if r["split"] == "train_step"]
+  assert losses[-1] < losses[0]
 
 
 def test_adam_and_bfloat16_and_generated_mse(tmp_path):
@@ -422,5 +459,23 @@ def test_bench_overhead_and_throughput_report(tmp_path):
   result = bench.overhead(c, steps=2, repeats=1)
   assert result["framework_step_ms"] > 0 and result["handwritten_step_ms"] > 0
   assert result["ratio"] == pytest.approx(result["framework_step_ms"] / result["handwritten_step_ms"])
+  # The donated step updates params and optimizer state in place like a hand-written
+  # jitted step (a pmapped step copied all of them).
+  assert result["large_copies"]["framework"] <= result["large_copies"]["handwritten_donated"]
   t = bench.throughput(c, steps=2, repeats=1)
   assert t["examples_per_sec"] > 0 and t["flops_per_step"] > 2 * 8 * 784 * 32  # >= the first layer
+
+
+def test_bench_gpu_table_small_runs_on_cpu():
+  """`python -m experiments.bench gpu --small`'s code path on the CPU (one network, one round)."""
+  from experiments import bench
+  r = bench.gpu_table(steps=1, repeats=1, small=True, curvature_period=1, inverse_period=2,
+                      pipeline_batches=2, networks=("vanilla",))
+  assert [(row["network"], row["method"], row["optimizer"]) for row in r["rows"]] == [
+      ("vanilla", "tat", "sgd"), ("vanilla", "tat", "kfac")]
+  assert all(row["images_per_sec"] > 0 and row["model_tflops"] > 0 for row in r["rows"])
+  fastest = max(row["images_per_sec"] for row in r["rows"])
+  assert r["input_pipeline_ok"] == (r["input_pipeline_images_per_sec"] >= 2 * fastest)
+  text = bench.format_gpu_table(r)
+  assert "ResNet-18 v2, 32x32, batch 8, bfloat16" in text and "| vanilla | tat | kfac |" in text
+  assert "input pipeline (TFDS mock data" in text
