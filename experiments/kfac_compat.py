@@ -1,0 +1,66 @@
+"""kfac-jax 0.0.8 on jax >= 0.9.2: one patched function, applied only where needed.
+
+kfac-jax re-evaluates traced equations with
+`kfac_jax._src.tag_graph_matcher.eval_jaxpr_eqn`, which unpacks
+`eqn.primitive.get_bind_params(eqn.params)` as `(subfuns, params)`. From jax
+0.9.2 on, some primitives return the bind parameters as a plain dict, and the
+K-FAC graph matcher fails with "too many values to unpack" (or passes dict keys
+as operands). kfac-jax fixed this upstream after 0.0.8, the newest release on
+PyPI; the first kfac-jax release after 0.0.8 makes this module unnecessary, and
+`apply()` leaves any kfac-jax other than 0.0.8 untouched.
+
+`apply()` is called by the K-FAC optimizer wrapper before kfac-jax traces
+anything; it is idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+# The only kfac-jax release known to need the patch (on jax >= 0.9.2).
+PATCHED_KFAC_VERSIONS = ("0.0.8",)
+FIRST_JAX_NEEDING_PATCH = (0, 9, 2)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+  parts = []
+  for piece in version.split(".")[:3]:
+    digits = "".join(c for c in piece if c.isdigit())
+    parts.append(int(digits) if digits else 0)
+  return tuple(parts)
+
+
+def split_bind_params(result: Any) -> tuple[Sequence[Any], dict]:
+  """(subfuns, params) from `Primitive.get_bind_params`'s result of any jax version."""
+  if isinstance(result, dict):
+    return (), result
+  subfuns, params = result
+  return subfuns, params
+
+
+def eval_jaxpr_eqn(eqn, in_values: list) -> list:
+  """kfac-jax's eval_jaxpr_eqn, accepting both get_bind_params return types."""
+  import jax.extend as jex
+  subfuns, bind_params = split_bind_params(eqn.primitive.get_bind_params(eqn.params))
+  with jex.source_info_util.user_context(eqn.source_info.traceback):
+    output = eqn.primitive.bind(*subfuns, *in_values, **bind_params)
+  return output if isinstance(output, list) else [output]
+
+
+def needed(jax_version: str, kfac_version: str) -> bool:
+  """Whether this kfac-jax/jax pair needs the patch."""
+  return (kfac_version in PATCHED_KFAC_VERSIONS
+          and _version_tuple(jax_version) >= FIRST_JAX_NEEDING_PATCH)
+
+
+def apply() -> bool:
+  """Installs the patch when `needed`; returns whether kfac-jax is patched now."""
+  import jax
+  import kfac_jax
+  from kfac_jax._src import tag_graph_matcher
+  if tag_graph_matcher.eval_jaxpr_eqn is eval_jaxpr_eqn:
+    return True
+  if not needed(jax.__version__, kfac_jax.__version__):
+    return False
+  tag_graph_matcher.eval_jaxpr_eqn = eval_jaxpr_eqn
+  return True
