@@ -12,6 +12,7 @@ it is safe while a run is still training there.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 
@@ -47,6 +48,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None, splits=None,
   import numpy as np
   import orbax.checkpoint as ocp
 
+  from experiments import checkpoint
   from experiments import config_lib
   from experiments import data
   from experiments import model_lib
@@ -57,12 +59,21 @@ def evaluate_checkpoint(workdir: str, step: int | None = None, splits=None,
   for key, value in (overrides or {}).items():
     config_lib.set_by_path(config, key, value)
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-  steps = ocp.utils.checkpoint_steps(directory) if os.path.isdir(directory) else []
+  steps = checkpoint.steps_on_disk(directory)
   if not steps:
     raise FileNotFoundError(f"no checkpoint in {directory}.")
-  step = max(steps) if step is None or step < 0 else step
-  if step not in steps:
-    raise ValueError(f"no checkpoint for step {step} in {directory}; available: {sorted(steps)}.")
+  if step is not None and step >= 0 and step not in steps:
+    raise ValueError(f"no checkpoint for step {step} in {directory}; available: {steps}.")
+  # The same manifest check as a resume; read-only here (nothing is moved).
+  candidates = [step] if step is not None and step >= 0 else steps[::-1]
+  for candidate in candidates:
+    problem = checkpoint.verify(os.path.join(directory, str(candidate)))
+    if problem is None:
+      step = candidate
+      break
+    logging.getLogger("experiments").warning("Checkpoint step %d in %s is damaged (%s).", candidate, directory, problem)
+  else:
+    raise ValueError(f"no intact checkpoint among steps {candidates} in {directory}.")
   dataset = data.get_dataset(config)
   splits = tuple(splits or config.eval_splits)
   unknown = set(splits) - (set(dataset.splits) | {"train"})
