@@ -11,10 +11,19 @@ PyPI; the first kfac-jax release after 0.0.8 makes this module unnecessary, and
 
 `apply()` is called by the K-FAC optimizer wrapper before kfac-jax traces
 anything; it is idempotent.
+
+`import_kfac_jax()` also keeps the install to one TensorFlow: kfac-jax imports
+distrax, which imports tensorflow_probability's JAX substrate. When TensorFlow
+is already imported (the TFDS input pipeline), tensorflow_probability's package
+init eagerly loads its TensorFlow parts, which require `tf-keras`, and tf-keras
+requires the full `tensorflow` wheel next to `tensorflow-cpu` (1.3 GB more).
+The JAX substrate never uses TensorFlow, so TensorFlow is hidden from that one
+import.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Sequence
 
 # The only kfac-jax release known to need the patch (on jax >= 0.9.2).
@@ -64,3 +73,17 @@ def apply() -> bool:
     return False
   tag_graph_matcher.eval_jaxpr_eqn = eval_jaxpr_eqn
   return True
+
+
+def import_kfac_jax():
+  """Imports kfac_jax (TensorFlow hidden from tensorflow_probability's init) and `apply()`s."""
+  from experiments import log
+  if "tensorflow_probability" not in sys.modules and "tensorflow" in sys.modules:
+    tensorflow = sys.modules.pop("tensorflow")
+    try:
+      log.import_quietly("tensorflow_probability")
+    finally:
+      sys.modules["tensorflow"] = tensorflow
+  kfac_jax = log.import_quietly("kfac_jax")
+  apply()
+  return kfac_jax

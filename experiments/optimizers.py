@@ -93,9 +93,7 @@ class KfacUpdater:
   def __init__(self, loss_fn: Callable, opt_config: ml_collections.ConfigDict,
                schedule: optax.Schedule, warmup_batches: Callable[[], Iterator[Any]]):
     from experiments import kfac_compat
-    from experiments import log
-    kfac_jax = log.import_quietly("kfac_jax")  # imports TensorFlow through distrax, if installed
-    kfac_compat.apply()
+    kfac_jax = kfac_compat.import_kfac_jax()
     k = opt_config.kfac
     self._warmup_batches = warmup_batches
     self._num_burnin_steps = k.num_burnin_steps

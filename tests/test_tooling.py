@@ -48,7 +48,8 @@ def test_kfac_compat_accepts_both_bind_param_forms_and_applies_only_where_needed
   assert kfac_compat.needed("0.9.2", "0.0.8") and kfac_compat.needed("0.10.2", "0.0.8")
   assert not kfac_compat.needed("0.10.2", "0.0.9")  # a later kfac-jax release is left alone
 
-  import kfac_jax
+  import tensorflow  # noqa: F401  (as the TFDS pipeline does, before kfac-jax)
+  kfac_jax = kfac_compat.import_kfac_jax()  # needs no tf-keras even so
   from kfac_jax._src import tag_graph_matcher
   patched = kfac_compat.apply()
   assert patched == kfac_compat.needed(jax.__version__, kfac_jax.__version__)
