@@ -1,11 +1,13 @@
-"""kfac-jax 0.0.8 on jax >= 0.9.2: one patched function, applied only where needed.
+"""kfac-jax 0.0.8 on jax >= 0.9.2: two patched functions, applied only where needed.
 
 kfac-jax re-evaluates traced equations with
 `kfac_jax._src.tag_graph_matcher.eval_jaxpr_eqn`, which unpacks
 `eqn.primitive.get_bind_params(eqn.params)` as `(subfuns, params)`. From jax
 0.9.2 on, some primitives return the bind parameters as a plain dict, and the
 K-FAC graph matcher fails with "too many values to unpack" (or passes dict keys
-as operands). kfac-jax fixed this upstream after 0.0.8, the newest release on
+as operands). On jax >= 0.10, jax.device_put_replicated is gone, which its
+replicate_all_local_devices calls on the pmap path (replaced by a device_put).
+kfac-jax fixed these upstream after 0.0.8, the newest release on
 PyPI; the first kfac-jax release after 0.0.8 makes this module unnecessary, and
 `apply()` leaves any kfac-jax other than 0.0.8 untouched.
 
@@ -72,7 +74,29 @@ def apply() -> bool:
   if not needed(jax.__version__, kfac_jax.__version__):
     return False
   tag_graph_matcher.eval_jaxpr_eqn = eval_jaxpr_eqn
+  _patch_replicate()
   return True
+
+
+def _patch_replicate() -> None:
+  """jax 0.10 removed jax.device_put_replicated, which kfac-jax 0.0.8's
+  parallel.replicate_all_local_devices calls on the pmap path."""
+  import jax
+  from kfac_jax._src.utils import parallel
+  try:
+    jax.device_put_replicated  # pylint: disable=pointless-statement
+    return
+  except AttributeError:
+    pass
+  original = parallel.replicate_all_local_devices
+
+  def replicate_all_local_devices(obj, axis_name=None):
+    if parallel.types.tree_is_empty(obj) or not (parallel.using_legacy_pmap() or axis_name is None):
+      return original(obj, axis_name)
+    from experiments import data
+    return data.put_replicated(obj, jax.local_devices())
+
+  parallel.replicate_all_local_devices = replicate_all_local_devices
 
 
 def import_kfac_jax():
