@@ -33,6 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every = 100
   c.keep_checkpoints = 3  # the newest ones; older ones are deleted...
   c.keep_checkpoint_every = 0  # ...except steps that are multiples of this (0 = none kept for good)
+  c.profile_steps = 0  # > 0: jax.profiler trace of that many steps into <workdir>/profile
   c.batch_size = 128  # global, over all devices and hosts
   c.eval_batch_size = 1000
   c.eval_splits = ("test",)

@@ -325,7 +325,8 @@ def _tfds_builder(tfds_name: str, dcfg):
 
 
 def _tfds_dataset(name: str, dcfg, seed: int) -> Dataset:
-  import tensorflow as tf
+  from experiments import log
+  tf = log.import_quietly("tensorflow")
   import tensorflow_datasets as tfds
   tf.config.set_visible_devices([], "GPU")
   tfds_name, eval_split, mean, std = _TFDS[name]
@@ -334,7 +335,7 @@ def _tfds_dataset(name: str, dcfg, seed: int) -> Dataset:
     num_train = builder.info.splits["train"].num_examples
   except (KeyError, AttributeError):
     num_train = 0
-  num_train = num_train or _TRAIN_SIZES[name]
+  num_train = num_train or _TRAIN_SIZES.get(name, 0)
 
   def load(split, shuffle):
     try:
@@ -436,8 +437,21 @@ def _tfds_dataset(name: str, dcfg, seed: int) -> Dataset:
                  ("train", "test"))
 
 
-for _name in _TFDS:
-  register(_name)(lambda dcfg, seed, _n=_name: _tfds_dataset(_n, dcfg, seed))
+def register_tfds(name: str, tfds_name: str, eval_split: str, mean: tuple[float, ...],
+                  std: tuple[float, ...]) -> None:
+  """Registers an image-classification TFDS dataset (features `image`, `label`) as `name`.
+
+  It then gets the same pipeline as the built-in ones: preparation when
+  `dataset.download` is set, per-channel or per-location normalization
+  (`mean`/`std` per channel in [0, 1] pixel units), cifar-style augmentation,
+  seeded shuffling and per-process splitting.
+  """
+  _TFDS[name] = (tfds_name, eval_split, tuple(mean), tuple(std))
+  register(name)(lambda dcfg, seed: _tfds_dataset(name, dcfg, seed))
+
+
+for _name, (_tfds_name, _eval_split, _mean, _std) in list(_TFDS.items()):
+  register_tfds(_name, _tfds_name, _eval_split, _mean, _std)
 
 
 # ---------------------------------------------------------------------------

@@ -110,7 +110,8 @@ class KfacUpdater:
 
   def __init__(self, loss_fn: Callable, opt_config: ml_collections.ConfigDict,
                schedule: optax.Schedule, warmup_batches: Callable[[], Iterator[Any]], devices=None):
-    import kfac_jax
+    from experiments import kfac_compat
+    kfac_jax = kfac_compat.import_kfac_jax()
     k = opt_config.kfac
     self._warmup_batches = warmup_batches
     self._num_burnin_steps = k.num_burnin_steps

@@ -121,6 +121,38 @@ def _mean_records(records: list[dict]) -> dict:
   return out
 
 
+def evaluate_splits(eval_step, params_r, state_r, dataset: data.Dataset, splits, eval_batch_size: int,
+                    step: int, eval_key, devices) -> dict[str, dict[str, float]]:
+  """Global mean metrics per split, plus the model statistics as split "stats" (if any).
+
+  `eval_step` is the pmapped `model_lib.make_eval_fn`; params and state are
+  replicated over the local `devices`; every process takes its share of each
+  evaluation batch.
+  """
+  process_index, process_count = jax.process_index(), jax.process_count()
+  num_devices = len(devices)
+  put = lambda tree: data.put_sharded(tree, devices)
+  device_ids = np.arange(num_devices) + process_index * num_devices
+  eval_keys = put(_step_keys(eval_key, 0, device_ids))
+  results, stats = {}, None
+  for split in splits:
+    sums = None
+    for host_batch in dataset.eval_batches(split, eval_batch_size // process_count,
+                                           process_index, process_count):
+      batch = data.shard_for_pmap(host_batch, num_devices)
+      batch["step"] = np.full((num_devices,), step, np.int32)
+      s, stats = eval_step(params_r, state_r, eval_keys, put(batch))
+      s = _unreplicate(s)  # psum-ed: every device holds the global sums
+      sums = s if sums is None else jax.tree.map(np.add, sums, s)
+    count = max(float(sums.pop("count")), 1.0)
+    results[split] = {k: float(v) / count for k, v in sums.items()}
+    logging.info("step %d %s: %s", step, split,
+                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(results[split].items())))
+  if stats:
+    results["stats"] = {k: float(v) for k, v in _unreplicate(stats).items()}
+  return results
+
+
 class WorkdirInUse(RuntimeError):
   """Another live run holds the workdir (two runs would overwrite each other's checkpoints)."""
 
@@ -298,24 +330,10 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
                  num_devices, process_count)
 
     def evaluate(step: int) -> None:
-      eval_keys = put(_step_keys(eval_key, 0, device_ids))
-      for split in config.eval_splits:
-        sums, stats = None, None
-        for host_batch in dataset.eval_batches(split, config.eval_batch_size // process_count,
-                                               process_index, process_count):
-          batch = data.shard_for_pmap(host_batch, num_devices)
-          batch["step"] = np.full((num_devices,), step, np.int32)
-          s, stats = eval_step(params_r, state_r, eval_keys, put(batch))
-          s = _unreplicate(s)  # psum-ed: every device holds the global sums
-          sums = s if sums is None else jax.tree.map(np.add, sums, s)
-        count = max(float(sums.pop("count")), 1.0)
-        values = {k: float(v) / count for k, v in sums.items()}
+      results = evaluate_splits(eval_step, params_r, state_r, dataset, config.eval_splits,
+                                config.eval_batch_size, step, eval_key, devices)
+      for split, values in results.items():
         history.append(writer.write(step, split, values))
-        logging.info("step %d %s: %s", step, split,
-                     ", ".join(f"{k}={v:.4g}" for k, v in sorted(values.items())))
-      if stats:
-        stats = {k: float(v) for k, v in _unreplicate(stats).items()}
-        history.append(writer.write(step, "stats", stats))
 
     last_ckpt = start if start > 0 else None
 
@@ -356,11 +374,22 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
     items = (device_item(b, s) for s, b in zip(itertools.count(start), itertools.chain([first], host_batches)))
     device_items: Iterator[Any] = data.prefetch_to_devices(items, config.dataset.prefetch, put)
     step = start
+    # config.profile_steps > 0: a jax.profiler trace of that many steps, after
+    # two steps of compilation, into <workdir>/profile (TensorBoard or Perfetto).
+    profile_start = start + 2 if config.profile_steps > 0 and start + 2 < total else -1
+    profile_stop = min(profile_start + config.profile_steps, total)
     while step < total:
       batch, keys = next(device_items)
+      if step == profile_start:
+        jax.profiler.start_trace(os.path.join(workdir, "profile"), create_perfetto_trace=True)
       params_r, state_r, opt_state_r, step_metrics = updater.update(
           params_r, state_r, opt_state_r, keys, batch, step)
       step += 1
+      if step == profile_stop and profile_start >= 0:
+        jax.block_until_ready(step_metrics)
+        jax.profiler.stop_trace()
+        logging.info("Profile of steps %d-%d written to %s.", profile_start, step - 1,
+                     os.path.join(workdir, "profile"))
       pending.append((step, step_metrics))
       is_last = step == total
       do_eval = is_last or (config.eval_every > 0 and step % config.eval_every == 0)

@@ -73,7 +73,7 @@ def check_config(config: ml_collections.ConfigDict, log_warnings: bool = True) -
     _number(config, key, minimum=0, strict=True)
   for key in ("eval_every", "checkpoint_every"):
     _number(config, key, minimum=0, allow_derive=True)
-  for key in ("log_every", "keep_checkpoint_every", "dataset.prefetch", "dataset.shuffle_buffer"):
+  for key in ("log_every", "keep_checkpoint_every", "profile_steps", "dataset.prefetch", "dataset.shuffle_buffer"):
     _number(config, key, minimum=0)
   for key in ("train_epochs", "eval_every_epochs", "checkpoint_every_epochs", "l2"):
     _number(config, key, minimum=0, integer=False)

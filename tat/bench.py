@@ -243,10 +243,14 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m tat.bench", description=__doc__.split("\n")[0])
   p.add_argument("--architectures", default=",".join(ARCHITECTURES),
                  help="comma-separated NAME-DEPTH[-wW], e.g. mlp-50,resnet_v2-101-w0.8")
-  p.add_argument("--activations", default=",".join(ACTIVATIONS))
-  p.add_argument("--repeats", type=int, default=5)
-  p.add_argument("--no_dks", action="store_true")
-  p.add_argument("--json", default="")
+  p.add_argument("--activations", default=",".join(ACTIVATIONS),
+                 help="comma-separated activation names (default: all benchmarked ones)")
+  p.add_argument("--repeats", type=int, default=5,
+                 help="timed calls per cell; the median is reported (default 5)")
+  p.add_argument("--no_dks", action="store_true",
+                 help="skip the published dks package (time only this project's solver)")
+  p.add_argument("--json", default="",
+                 help="also write the rows to this JSON file (rewritten after every row)")
   args = p.parse_args(argv)
   archs = tuple(a for a in args.architectures.split(",") if a)
   acts = tuple(a for a in args.activations.split(",") if a)

@@ -158,8 +158,9 @@ def fig4(out_dir: str, quick: bool = True, depth: int = 30) -> tuple[str, list]:
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m tat.figures")
-  p.add_argument("--out", required=True)
-  p.add_argument("--quick", action="store_true")
+  p.add_argument("--out", required=True, help="directory for the figure PNGs and their data")
+  p.add_argument("--quick", action="store_true",
+                 help="fewer networks and input pairs for figure 4 (seconds instead of minutes)")
   args = p.parse_args(argv)
   os.makedirs(args.out, exist_ok=True)
   print(fig2(args.out)[0])

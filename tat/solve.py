@@ -45,15 +45,24 @@ def build_arch(architecture: str, depth: int, shortcut_weight: float):
 
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(prog="python -m tat.solve", description=__doc__.split("\n")[0])
-  p.add_argument("--activation", required=True)
-  p.add_argument("--method", required=True, choices=solver.METHODS)
-  p.add_argument("--architecture", default="mlp")
-  p.add_argument("--depth", type=int, required=True)
-  p.add_argument("--shortcut_weight", type=float, default=0.0)
-  p.add_argument("--eta", type=float, default=0.9)
-  p.add_argument("--tau", type=float, default=0.3)
-  p.add_argument("--zeta", type=float, default=1.5)
-  p.add_argument("--negative_slope", type=float, default=None)
+  p.add_argument("--activation", required=True,
+                 help="activation name, e.g. softplus, tanh, elu, selu, leaky_relu, relu")
+  p.add_argument("--method", required=True, choices=solver.METHODS,
+                 help="tat (transformed activations), dks, eoc (edge of chaos), untransformed, prelu")
+  p.add_argument("--architecture", default="mlp",
+                 help="mlp, convnet, resnet_v2 or wide_resnet (default mlp)")
+  p.add_argument("--depth", type=int, required=True,
+                 help="number of nonlinear layers (mlp/convnet) or the ResNet depth (e.g. 50, 101)")
+  p.add_argument("--shortcut_weight", type=float, default=0.0,
+                 help="weight of the residual shortcut branch in [0, 1); 0 = vanilla (default)")
+  p.add_argument("--eta", type=float, default=0.9,
+                 help="TAT target for leaky ReLU: the network's C map value C_f(0) (default 0.9)")
+  p.add_argument("--tau", type=float, default=0.3,
+                 help="TAT target for smooth activations: the network's C map curvature C''_f(1) (default 0.3)")
+  p.add_argument("--zeta", type=float, default=1.5,
+                 help="DKS target: the network's C map slope C'_f(1) (default 1.5)")
+  p.add_argument("--negative_slope", type=float, default=None,
+                 help="fixed leaky-ReLU negative slope instead of solving for it (default: solve)")
   args = p.parse_args(argv)
   try:
     arch = build_arch(args.architecture, args.depth, args.shortcut_weight)
