@@ -135,7 +135,8 @@ def per_example_loss(loss_config, output, batch, register_for_kfac: bool = False
     if position_axes:
       metrics["all_or_none_accuracy"] = jnp.min(correct, axis=position_axes)
     if register_for_kfac:
-      import kfac_jax
+      from experiments import kfac_compat
+      kfac_jax = kfac_compat.import_kfac_jax()
       positions = max(xent.size // xent.shape[0], 1)
       flat_logits = output.reshape(-1, num_classes)
       if ls:
@@ -157,7 +158,8 @@ def per_example_loss(loss_config, output, batch, register_for_kfac: bool = False
     mse = jnp.mean(sq, axis=1)
     loss = jnp.sum(sq, axis=1) if loss_config.sum_over_features else mse
     if register_for_kfac:
-      import kfac_jax
+      from experiments import kfac_compat
+      kfac_jax = kfac_compat.import_kfac_jax()
       features = sq.shape[1]
       weight = 2.0 if loss_config.sum_over_features else 2.0 / features
       kfac_jax.register_squared_error_loss(output.reshape(output.shape[0], -1),
