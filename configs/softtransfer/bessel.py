@@ -3,6 +3,8 @@
 Run:
   python -m experiments.main --config=configs/softtransfer/bessel.py \
       --config.activation=resin_to_sin --workdir=/tmp/bessel_rs
+`bessel.py:validation` is the model-selection variant: 50 of the 200 noisy
+training points are held out and reported as "test"; the test half is unused.
 with activation in {sin, resin, tanh, relu, resin_to_sin, tanh_to_sin,
 relu_to_sin, copy, line, bern}. summary.json reports `test_mse` (noise-free
 test labels) and the gate statistics; `python -m experiments.reproduce
@@ -33,13 +35,18 @@ _common = lambda: runpy.run_path(os.path.join(os.path.dirname(__file__), "_commo
 
 def get_config(arg: str = ""):
   common = _common()
-  args = common["parse_args"](arg, {"quick"})
+  args = common["parse_args"](arg, {"quick", "validation"})
   steps = 1000 if "quick" in args else 3000
   c = common["regression_base"]("softtransfer.data.bessel", num_train=200, num_eval=200,
                                 batch_size=128, train_steps=steps, eval_every=250, log_every=50)
   c.eval_splits = ("test", "train")
   c.dataset.kwargs.noise_std = 0.08
   c.dataset.kwargs.split_seed = 0
+  if "validation" in args:  # model selection: 150 train / 50 held-out noisy training points
+    c.dataset.kwargs.validation = 50
+    c.dataset.num_train = 150
+    c.dataset.num_eval = 50
+    c.eval_batch_size = 50
   c.model.name = "softtransfer.mlp"
   c.model.hidden_sizes = (400, 400, 400)
   common["add_transfer_fields"](c, "resin_to_sin", gamma=300.0)
