@@ -81,28 +81,75 @@ def _landscape(activation: str, ws: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 FIG1_SEEDS = tuple(range(10))
+# Validation seeds for the hyperparameter choice, disjoint from the reported seeds: the toy's data is
+# the noise-free function itself (a held-out grid of x gives the same number), its only randomness
+# is the gate's initial draw and its noise, so the selection is made on other draws of those.
+FIG1_VALID_SEEDS = (100, 101, 102, 103)
+# One grid for the three networks (gamma only exists for the gated one).
+FIG1_GRID = {"optimizer.learning_rate": (0.05, 0.08)}
+FIG1_GAMMAS = (0.01, 1.0, 10.0)
 # "alpha is initialized by sampling from N(8, 1)": our reading (log alpha ~ N(8, 1)) and the literal one.
-FIG1_READINGS = (("log alpha ~ N(8,1)", {}),
-                 ("alpha ~ N(8,1)", {"model.gate_init_space": "alpha"}))
+FIG1_ALT_READING = ("alpha ~ N(8,1)", {"model.gate_init_space": "alpha"})
+FIG1_ALT_SEEDS = (0, 1, 2)
+REACHED_TOL = 0.05  # |w - 2| below this and mse below 1e-3: the exact solution sin(2x)
+
+
+def _reached(summary) -> bool:
+  final = summary["final"]
+  return abs(final["weight"] - 2) < REACHED_TOL and final["test_mse"] < 1e-3
+
+
+def _point_name(point: dict) -> str:
+  return "_".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(point.items()))
+
+
+def _points(grid: dict) -> list[dict]:
+  import itertools
+  keys = sorted(grid)
+  return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
 
 
 def run_fig1(ctx: reproduce.Context) -> str:
   from softtransfer import activations
   config = SIN2X + (":quick" if ctx.quick else "")
   seeds = (0, 1) if ctx.quick else FIG1_SEEDS
+  valid_seeds = FIG1_VALID_SEEDS[:1] if ctx.quick else FIG1_VALID_SEEDS
+  # 1. Selection: mean final mse over the validation seeds (sin and resin have no randomness at all:
+  #    full batch, w starts at 6, no gate; one run per point).
+  grid_rows, chosen = [], {}
+  for v in ("sin", "resin", "resin_to_sin"):
+    grid = dict(FIG1_GRID, **({"model.gamma": FIG1_GAMMAS} if v == "resin_to_sin" else {}))
+    vs = valid_seeds if v == "resin_to_sin" else valid_seeds[:1]
+    scored = []
+    for point in _points(grid):
+      ss = [ctx.train(config, {"activation": v, **point}, name=f"valid_{v}_{_point_name(point)}_s{s}",
+                      seed=s) for s in vs]
+      mse = float(np.mean([s["final"]["test_mse"] for s in ss]))
+      scored.append((mse, point))
+      grid_rows.append([LABELS[v], _point_name(point), len(vs), reproduce.fmt(mse),
+                        " ".join(f"{s['final']['weight']:.2f}" for s in ss),
+                        f"{sum(map(_reached, ss))}/{len(vs)}"])
+    chosen[v] = min(scored, key=lambda t: t[0])[1]
+    for row in grid_rows:
+      if row[0] == LABELS[v] and row[1] == _point_name(chosen[v]):
+        row.append("selected")
+  # 2. The reported runs at the selected points.
   runs = []  # (label, seed, summary, workdir)
-  # resin and sin have no gate and the toy is full batch from w = 6: the seed changes nothing.
-  for activation in ("resin", "sin"):
-    s = ctx.train(config, {"activation": activation}, name=activation, seed=0)
-    runs.append((activation, 0, s, ctx.runs[-1]["workdir"]))
-  for label, extra in FIG1_READINGS:
-    tag = "" if not extra else "_alpha"
-    for seed in seeds:
-      s = ctx.train(config, {"activation": "resin_to_sin", **extra},
-                    name=f"resin_to_sin{tag}_s{seed}", seed=seed)
-      runs.append((f"resin->sin, {label}", seed, s, ctx.runs[-1]["workdir"]))
-  s = ctx.train(config, {"activation": "resin_to_sin", "model.log_alpha_init_std": 0.0},
-                name="resin_to_sin_la8", seed=0)
+  for v in ("resin", "sin"):
+    s = ctx.train(config, {"activation": v, **chosen[v]}, name=v, seed=0)
+    runs.append((v, 0, s, ctx.runs[-1]["workdir"]))
+  main = "resin->sin, log alpha ~ N(8,1)"
+  for seed in seeds:
+    s = ctx.train(config, {"activation": "resin_to_sin", **chosen["resin_to_sin"]},
+                  name=f"resin_to_sin_s{seed}", seed=seed)
+    runs.append((main, seed, s, ctx.runs[-1]["workdir"]))
+  alt_label, alt = FIG1_ALT_READING
+  for seed in (FIG1_ALT_SEEDS[:1] if ctx.quick else FIG1_ALT_SEEDS):
+    s = ctx.train(config, {"activation": "resin_to_sin", **chosen["resin_to_sin"], **alt},
+                  name=f"resin_to_sin_alpha_s{seed}", seed=seed)
+    runs.append((f"resin->sin, {alt_label}", seed, s, ctx.runs[-1]["workdir"]))
+  s = ctx.train(config, {"activation": "resin_to_sin", **chosen["resin_to_sin"],
+                         "model.log_alpha_init_std": 0.0}, name="resin_to_sin_la8", seed=0)
   runs.append(("resin->sin, log alpha = 8", 0, s, ctx.runs[-1]["workdir"]))
 
   plt = _plt()
@@ -111,8 +158,8 @@ def run_fig1(ctx: reproduce.Context) -> str:
   fig, axes = plt.subplots(2, 2, figsize=(14, 9))
   axes = axes.ravel()
   axes[0].plot(x, np.sin(2 * x), "k", lw=3, alpha=0.3, label="sin(2x)")
-  colors = {"resin": "C0", "sin": "C1", "resin->sin, log alpha ~ N(8,1)": "C2",
-            "resin->sin, alpha ~ N(8,1)": "C3", "resin->sin, log alpha = 8": "C4"}
+  colors = {"resin": "C0", "sin": "C1", main: "C2", f"resin->sin, {alt_label}": "C3",
+            "resin->sin, log alpha = 8": "C4"}
   rows, shown = [], set()
   for label, seed, s, workdir in runs:
     final = s["final"]
@@ -150,14 +197,25 @@ def run_fig1(ctx: reproduce.Context) -> str:
   plt.close(fig)
 
   summary = []
-  for label, _ in FIG1_READINGS:
-    ok = [abs(s["final"]["weight"] - 2) < 0.05 and s["final"]["test_mse"] < 1e-3
-          for lab, _, s, _ in runs if lab == f"resin->sin, {label}"]
-    summary.append([f"resin->sin, {label}", len(ok), sum(ok)])
-  return (reproduce.markdown_table(["network", "seed", "final w", "test mse", "E[z]", "test gate",
-                                    "paper's final w"], rows)
-          + "\nSeeds reaching the exact solution (|w - 2| < 0.05 and mse < 1e-3):\n\n"
-          + reproduce.markdown_table(["network", "seeds", "reach w = 2, z = 0"], summary)
+  for label in colors:
+    group = [s for lab, _, s, _ in runs if lab == label]
+    if not group:
+      continue
+    w = np.array([s["final"]["weight"] for s in group])
+    mse = np.array([s["final"]["test_mse"] for s in group])
+    summary.append([label, len(group), f"{w.mean():.3f} +- {w.std():.3f}",
+                    f"{mse.mean():.3g} +- {mse.std():.3g}", f"{sum(map(_reached, group))}/{len(group)}"])
+  return ("Selection (same grid for every network, gamma only for the gated one): mean final mse over "
+          f"validation seeds {list(valid_seeds)} (disjoint from the reported seeds; sin and resin are "
+          "deterministic, one run).\n\n"
+          + reproduce.markdown_table(["network", "point", "seeds", "mean mse", "final w per seed",
+                                      "reach w = 2", ""], grid_rows)
+          + "\nReported runs at the selected points "
+          + ", ".join(f"{LABELS[v]}: {_point_name(p)}" for v, p in chosen.items()) + ":\n\n"
+          + reproduce.markdown_table(["network", "seed", "final w", "test mse", "E[z]", "test gate",
+                                      "paper's final w"], rows)
+          + f"\nOver seeds (mean +- std; reach: |w - 2| < {REACHED_TOL} and mse < 1e-3):\n\n"
+          + reproduce.markdown_table(["network", "seeds", "final w", "final mse", "reach w = 2"], summary)
           + "\n![figure 1](softtransfer_fig1.png)\n\nEach trace is plotted on both fixed landscapes "
             "(resin's and sin's); the gated network's own landscape moves between them as z falls.\n")
 
@@ -169,7 +227,7 @@ FIG2_NETWORKS = ("sin", "resin", "resin_to_sin")
 # The paper fixes neither the step size usable on raw x in [-80, 80] nor gamma: one grid for every
 # network (gamma only exists for the gated one), selected on 50 held-out noisy training points.
 FIG2_GRID = {"optimizer.learning_rate": (1e-3, 2e-3)}
-FIG2_GAMMAS = (30.0, 300.0)
+FIG2_GAMMAS = (300.0, 1000.0)
 FIG2_SEEDS = tuple(range(5))
 
 
@@ -189,26 +247,33 @@ def run_fig2(ctx: reproduce.Context) -> str:
       grid_rows.append([LABELS[v], ", ".join(f"{k.split('.')[-1]}={val}" for k, val in p.items()),
                         "diverged" if s is None else reproduce.fmt(s["final"]["test_mse"]),
                         "selected" if p == point else ""])
-  rows, workdirs, curves = [], {}, {}
-  for v in FIG2_NETWORKS:
-    mses, trains, gates = [], [], []
-    for seed in seeds:
+  # Seed-major order, so that an interrupted run has the same seeds for every network.
+  results = {v: [] for v in FIG2_NETWORKS}  # v -> [(seed, summary or None)]
+  workdirs, curves = {}, {}
+  for seed in seeds:
+    for v in FIG2_NETWORKS:
       try:
         s = ctx.train(config, {"activation": v, **chosen[v]}, name=f"{v}_s{seed}", seed=seed)
       except train.TrainingDiverged:  # reported as a result, not hidden
-        mses.append(float("nan"))
-        trains.append(float("nan"))
-        gates.append(None)
+        results[v].append((seed, None))
         continue
-      mses.append(s["final"]["test_mse"])
-      trains.append(s["final"]["train_mse"])
-      gates.append(s["final"].get("gate_expectation"))
+      results[v].append((seed, s))
       workdirs.setdefault(v, ctx.runs[-1]["workdir"])
       curves.setdefault(v, []).append(_records(ctx.runs[-1]["workdir"], "test"))
+  rows = []
+  nan = float("nan")
+  for v in FIG2_NETWORKS:
+    mses = [nan if s is None else s["final"]["test_mse"] for _, s in results[v]]
+    trains = [nan if s is None else s["final"]["train_mse"] for _, s in results[v]]
+    gates = [None if s is None else s["final"].get("gate_expectation") for _, s in results[v]]
     rows.append([LABELS[v], ", ".join(f"{k.split('.')[-1]}={val}" for k, val in chosen[v].items()),
                  len(seeds), reproduce.fmt(float(np.mean(mses))),  # nan if one diverged
                  reproduce.fmt(float(np.std(mses))), " ".join(reproduce.fmt(m) for m in mses),
                  reproduce.fmt(float(np.mean(trains))), " ".join(reproduce.fmt(g) for g in gates)])
+  def test_mse(v, seed):
+    s = dict(results[v])[seed]
+    return np.inf if s is None else s["final"]["test_mse"]
+  wins = sum(min(FIG2_NETWORKS, key=lambda v: test_mse(v, seed)) == "resin_to_sin" for seed in seeds)
   plt = _plt()
   split = data.bessel_split()
   tr = data.bessel(np.random.default_rng([2, 7]), 200, "train")  # noisy labels for display only
@@ -245,7 +310,8 @@ def run_fig2(ctx: reproduce.Context) -> str:
             "with the selected point; nan: the run diverged.\n\n"
           + reproduce.markdown_table(["network", "selected", "seeds", "mean test mse", "std",
                                       "per seed", "mean train mse", "final E[z] per seed"], rows)
-          + "\nThe paper reports figure 2 only as plots (resin->sin fits best).\n\n"
+          + f"\nresin->sin has the lowest test MSE of the three in {wins} of {len(seeds)} seeds. "
+            "The paper reports figure 2 only as plots (resin->sin fits best).\n\n"
             "![figure 2](softtransfer_fig2.png)\n")
 
 
