@@ -64,7 +64,8 @@ def bessel(rng: np.random.Generator, num_examples: int, split: str, *, num_point
   multiplied by `input_scale` (1: raw x as in the paper).
 
   `validation` > 0 is the model-selection mode: that many points of the
-  training half (a fixed random choice) are held out, "train" returns the
+  training half, evenly spaced in rank over the sorted training x (so the
+  rest keeps its coverage of [low, high]), are held out; "train" returns the
   rest and "test" returns the held-out points with noisy labels, like the
   training data; the test half is not used at all.
   """
@@ -74,7 +75,7 @@ def bessel(rng: np.random.Generator, num_examples: int, split: str, *, num_point
     if not 0 < validation < len(x):
       raise ValueError(f"bessel validation must be in [1, {len(x) - 1}], got {validation}")
     held = np.zeros(len(x), bool)
-    held[np.random.default_rng([split_seed, 1]).permutation(len(x))[:validation]] = True
+    held[np.round(np.linspace(0, len(x) - 1, validation)).astype(int)] = True
     x = x[held] if split == "test" else x[~held]
   if not 0 < num_examples <= len(x):
     raise ValueError(f"bessel {split} split has {len(x)} points; num_examples must be in "

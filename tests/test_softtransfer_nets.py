@@ -223,6 +223,9 @@ def test_bessel_validation_holds_out_noisy_training_points():
   import scipy.special
   noise = va["labels"][:, 0] - scipy.special.j0(va["inputs"][:, 0])
   assert 0.04 < noise.std() < 0.12  # validation labels are noisy like the training labels
+  # Held out evenly over x: the training rest never loses more than one neighbour in a row.
+  assert np.diff(np.sort(va["inputs"][:, 0])).min() > 2 * np.diff(np.sort(full_train)).min()
+  assert np.diff(np.sort(tr["inputs"][:, 0])).max() <= 2 * np.diff(np.sort(full_train)).max()
   with pytest.raises(ValueError, match="validation"):
     data.bessel(rng, 10, "train", validation=200)
 

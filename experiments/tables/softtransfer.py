@@ -91,6 +91,7 @@ FIG1_GAMMAS = (0.01, 1.0, 10.0)
 # "alpha is initialized by sampling from N(8, 1)": our reading (log alpha ~ N(8, 1)) and the literal one.
 FIG1_ALT_READING = ("alpha ~ N(8,1)", {"model.gate_init_space": "alpha"})
 FIG1_ALT_SEEDS = (0, 1, 2)
+FIG1_INIT_SWEEP = (6.5, 7.0, 7.5, 8.0, 8.5, 9.0, 9.5, 10.0)  # fixed initial log alpha, seed 0
 REACHED_TOL = 0.05  # |w - 2| below this and mse below 1e-3: the exact solution sin(2x)
 
 
@@ -151,6 +152,17 @@ def run_fig1(ctx: reproduce.Context) -> str:
   s = ctx.train(config, {"activation": "resin_to_sin", **chosen["resin_to_sin"],
                          "model.log_alpha_init_std": 0.0}, name="resin_to_sin_la8", seed=0)
   runs.append(("resin->sin, log alpha = 8", 0, s, ctx.runs[-1]["workdir"]))
+  # With one gate the initial draw decides: the outcome as a function of a fixed initial log alpha.
+  sweep_rows = []
+  for mean in ((7.0, 8.0, 9.0) if ctx.quick else FIG1_INIT_SWEEP):
+    s = ctx.train(config, {"activation": "resin_to_sin", **chosen["resin_to_sin"],
+                           "model.log_alpha_init_mean": mean, "model.log_alpha_init_std": 0.0},
+                  name=f"resin_to_sin_la{mean}", seed=0)
+    final = s["final"]
+    sweep_rows.append([mean, reproduce.fmt(final["weight"]), reproduce.fmt(final["test_mse"]),
+                       reproduce.fmt(final.get("gate_test_mean")),
+                       "yes" if _reached(s) else ("gate still 1" if final["gate_test_mean"] > 0.5
+                                                  else "switched early")])
 
   plt = _plt()
   x = np.linspace(-2 * np.pi, 2 * np.pi, 512)
@@ -216,6 +228,9 @@ def run_fig1(ctx: reproduce.Context) -> str:
                                       "paper's final w"], rows)
           + f"\nOver seeds (mean +- std; reach: |w - 2| < {REACHED_TOL} and mse < 1e-3):\n\n"
           + reproduce.markdown_table(["network", "seeds", "final w", "final mse", "reach w = 2"], summary)
+          + "\nOutcome against a fixed initial log alpha (std 0, seed 0, selected point):\n\n"
+          + reproduce.markdown_table(["initial log alpha", "final w", "final mse", "test gate",
+                                      "reaches w = 2, z = 0"], sweep_rows)
           + "\n![figure 1](softtransfer_fig1.png)\n\nEach trace is plotted on both fixed landscapes "
             "(resin's and sin's); the gated network's own landscape moves between them as z falls.\n")
 
@@ -226,8 +241,8 @@ def run_fig1(ctx: reproduce.Context) -> str:
 FIG2_NETWORKS = ("sin", "resin", "resin_to_sin")
 # The paper fixes neither the step size usable on raw x in [-80, 80] nor gamma: one grid for every
 # network (gamma only exists for the gated one), selected on 50 held-out noisy training points.
-FIG2_GRID = {"optimizer.learning_rate": (1e-3, 2e-3)}
-FIG2_GAMMAS = (300.0, 1000.0)
+FIG2_GRID = {"optimizer.learning_rate": (1e-3, 2e-3), "train_steps": (3000, 10000)}
+FIG2_GAMMAS = (100.0, 300.0, 1000.0)
 FIG2_SEEDS = tuple(range(5))
 
 
@@ -239,7 +254,8 @@ def run_fig2(ctx: reproduce.Context) -> str:
   seeds = (0, 1) if ctx.quick else FIG2_SEEDS
   grid_rows, chosen = [], {}
   for v in FIG2_NETWORKS:
-    grid = dict(FIG2_GRID, **({"model.gamma": FIG2_GAMMAS} if v == "resin_to_sin" else {}))
+    base, gammas = ({"optimizer.learning_rate": (1e-3,)}, (300.0,)) if ctx.quick else (FIG2_GRID, FIG2_GAMMAS)
+    grid = dict(base, **({"model.gamma": gammas} if v == "resin_to_sin" else {}))
     _, point, results = ctx.grid(valid_config, grid, "final.test_mse", {"activation": v},
                                  name=f"valid_{v}", seed=0)
     chosen[v] = point
@@ -253,7 +269,8 @@ def run_fig2(ctx: reproduce.Context) -> str:
   for seed in seeds:
     for v in FIG2_NETWORKS:
       try:
-        s = ctx.train(config, {"activation": v, **chosen[v]}, name=f"{v}_s{seed}", seed=seed)
+        s = ctx.train(config, {"activation": v, **chosen[v]}, name=f"{v}_{_point_name(chosen[v])}_s{seed}",
+                      seed=seed)
       except train.TrainingDiverged:  # reported as a result, not hidden
         results[v].append((seed, None))
         continue
@@ -303,8 +320,8 @@ def run_fig2(ctx: reproduce.Context) -> str:
   fig.tight_layout()
   fig.savefig(os.path.join(ctx.out, "softtransfer_fig2.png"), dpi=110)
   plt.close(fig)
-  return ("Model selection on the validation split (50 of the 200 noisy training points held out, "
-          "150 trained on, seed 0; validation MSE includes the label noise variance 0.0064):\n\n"
+  return ("Model selection on the validation split (50 of the 200 noisy training points, evenly "
+          "spaced in x, held out; 150 trained on; seed 0; validation MSE includes the label noise variance 0.0064):\n\n"
           + reproduce.markdown_table(["network", "point", "validation mse", ""], grid_rows)
           + "\nTest MSE on the 200 noise-free test points, trained on all 200 noisy training points "
             "with the selected point; nan: the run diverged.\n\n"
