@@ -3,12 +3,14 @@
 Run:
   python -m experiments.main --config=configs/softtransfer/bessel.py \
       --config.activation=resin_to_sin --workdir=/tmp/bessel_rs
-`bessel.py:validation` is the model-selection variant: 50 of the 200 noisy
-training points are held out and reported as "test"; the test half is unused.
 with activation in {sin, resin, tanh, relu, resin_to_sin, tanh_to_sin,
 relu_to_sin, copy, line, bern}. summary.json reports `test_mse` (noise-free
-test labels) and the gate statistics; `python -m experiments.reproduce
-softtransfer_fig2` trains the variants over 3 seeds and draws the fits.
+test labels) and the gate statistics. `bessel.py:validation` is the
+model-selection variant: 50 of the 200 noisy training points (evenly spaced in
+x) are held out and reported as "test"; the test half is not used.
+`python -m experiments.reproduce softtransfer_fig2` selects the learning rate,
+schedule length and gamma on that split and trains sin, resin and resin -> sin
+over 5 seeds (results in softtransfer/README.md).
 
 Data (section 4.3): 400 evenly spaced x split at random into 200 train / 200
 test points, N(0, 0.08^2) noise on the training labels only, raw x as input.
