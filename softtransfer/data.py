@@ -54,7 +54,7 @@ def bessel_split(num_points: int = 400, low: float = -80.0, high: float = 80.0,
 
 def bessel(rng: np.random.Generator, num_examples: int, split: str, *, num_points: int = 400,
            low: float = -80.0, high: float = 80.0, noise_std: float = 0.08, split_seed: int = 0,
-           input_scale: float = 1.0) -> dict:
+           input_scale: float = 1.0, validation: int = 0) -> dict:
   """First-kind order-0 Bessel J0(x) on [-80, 80] (figure 2, section 4.3).
 
   400 evenly spaced samples split at random (fixed by `split_seed`) into 200
@@ -62,16 +62,28 @@ def bessel(rng: np.random.Generator, num_examples: int, split: str, *, num_point
   to the training labels only (drawn with `rng`). With num_examples smaller
   than the split, a random subset (drawn with `rng`) is returned. Inputs are
   multiplied by `input_scale` (1: raw x as in the paper).
+
+  `validation` > 0 is the model-selection mode: that many points of the
+  training half, evenly spaced in rank over the sorted training x (so the
+  rest keeps its coverage of [low, high]), are held out; "train" returns the
+  rest and "test" returns the held-out points with noisy labels, like the
+  training data; the test half is not used at all.
   """
   _check_split(split)
-  x = bessel_split(num_points, low, high, split_seed)[split]
+  x = bessel_split(num_points, low, high, split_seed)["train" if validation else split]
+  if validation:
+    if not 0 < validation < len(x):
+      raise ValueError(f"bessel validation must be in [1, {len(x) - 1}], got {validation}")
+    held = np.zeros(len(x), bool)
+    held[np.round(np.linspace(0, len(x) - 1, validation)).astype(int)] = True
+    x = x[held] if split == "test" else x[~held]
   if not 0 < num_examples <= len(x):
     raise ValueError(f"bessel {split} split has {len(x)} points; num_examples must be in "
                      f"[1, {len(x)}], got {num_examples}")
   if num_examples < len(x):
     x = np.sort(rng.choice(x, num_examples, replace=False))
   y = scipy.special.j0(x)
-  if split == "train" and noise_std > 0:
+  if (split == "train" or validation) and noise_std > 0:
     y = y + rng.normal(0.0, noise_std, y.shape)
   return {"inputs": (x * input_scale).astype(np.float32)[:, None],
           "labels": y.astype(np.float32)[:, None]}

@@ -10,7 +10,7 @@ Shared keyword arguments:
     copy, line, bern, resin_to_sin, tanh_to_sin, relu_to_sin).
   train_steps: training length; needed by copy / line / bern.
   granularity, gamma, beta, xi, zeta, log_alpha_init_mean, log_alpha_init_std,
-    gate_noise: see `transfer.GateConfig`.
+    gate_init_space, gate_noise: see `transfer.GateConfig`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from softtransfer.transfer import GateConfig, Transfer
 
 _DEFAULTS = dict(train_steps=None, granularity="neuron", gamma=1e-2, beta=gates.BETA, xi=gates.XI,
                  zeta=gates.ZETA, log_alpha_init_mean=gates.LOG_ALPHA_INIT_MEAN,
-                 log_alpha_init_std=gates.LOG_ALPHA_INIT_STD, gate_noise="example")
+                 log_alpha_init_std=gates.LOG_ALPHA_INIT_STD, gate_init_space="log_alpha",
+                 gate_noise="example")
 
 
 def _split_gate_kwargs(activation: str, kwargs: dict):
@@ -37,7 +38,8 @@ def _split_gate_kwargs(activation: str, kwargs: dict):
                      f"{sorted(_DEFAULTS)}")
   merged = dict(_DEFAULTS, **kwargs)
   train_steps = merged.pop("train_steps")
-  cfg = GateConfig(noise=merged.pop("gate_noise"), **merged)
+  cfg = GateConfig(noise=merged.pop("gate_noise"), init_space=merged.pop("gate_init_space"),
+                   **merged)
   # Validate the variant (and train_steps for the baselines) when the model is built.
   Transfer(activation, is_training=False, step=0, train_steps=train_steps, gate_config=cfg)
   return lambda is_training, step: Transfer(activation, is_training=is_training, step=step,

@@ -46,6 +46,7 @@ BASELINES = ("copy", "line", "bern")
 VARIANTS = FIXED + BASELINES + SOFT
 GRANULARITIES = ("neuron", "layer", "shared")
 NOISE = ("example", "batch")
+INIT_SPACES = ("log_alpha", "alpha")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,9 @@ class GateConfig:
   """Hyperparameters of the rectified concrete gates (defaults: section 4.2).
 
   `gamma` weights the structural risk (eq. 13); `log_alpha_init_*` give the
-  N(8, 1) initialisation of log alpha (see `gates` for why log alpha);
+  N(8, 1) initialisation; `init_space="log_alpha"` draws log alpha ~ N(mean, std)
+  (our reading, see `gates`), `"alpha"` draws alpha ~ N(mean, std) and takes its
+  log (the literal reading: log alpha ~ log 8 = 2.08, std ~ 1/8);
   `noise="example"` draws independent gate noise for every example of the
   batch (as the L0 reference code does), `"batch"` one draw per step.
   """
@@ -64,11 +67,17 @@ class GateConfig:
   zeta: float = gates.ZETA
   log_alpha_init_mean: float = gates.LOG_ALPHA_INIT_MEAN
   log_alpha_init_std: float = gates.LOG_ALPHA_INIT_STD
+  init_space: str = "log_alpha"
   noise: str = "example"
 
   def __post_init__(self):
     if self.granularity not in GRANULARITIES:
       raise ValueError(f"gate granularity {self.granularity!r} not in {GRANULARITIES}")
+    if self.init_space not in INIT_SPACES:
+      raise ValueError(f"gate init_space {self.init_space!r} not in {INIT_SPACES}")
+    if self.init_space == "alpha" and not self.log_alpha_init_mean > 0:
+      raise ValueError("gate init_space 'alpha' needs log_alpha_init_mean (the mean of alpha) > 0, "
+                       f"got {self.log_alpha_init_mean}")
     if self.noise not in NOISE:
       raise ValueError(f"gate noise {self.noise!r} not in {NOISE}")
     if not self.gamma >= 0:
@@ -125,6 +134,8 @@ class _Gate(hk.Module):
 
   def __call__(self, shape, cfg: GateConfig):
     init = hk.initializers.RandomNormal(cfg.log_alpha_init_std, cfg.log_alpha_init_mean)
+    if cfg.init_space == "alpha":  # alpha ~ N(mean, std), kept positive, then log alpha
+      init = lambda s, d, normal=init: jnp.log(jnp.maximum(normal(s, d), 1e-3))
     return hk.get_parameter("log_alpha", shape, jnp.float32, init=init)
 
 

@@ -210,3 +210,35 @@ def test_sin2x_data():
   d = data.sin2x(np.random.default_rng(0), 64, "train")
   assert d["inputs"].min() == pytest.approx(-2 * math.pi) and d["inputs"].max() == pytest.approx(2 * math.pi)
   np.testing.assert_allclose(d["labels"], np.sin(2 * d["inputs"]), atol=1e-6)
+
+
+def test_bessel_validation_holds_out_noisy_training_points():
+  rng = np.random.default_rng(0)
+  full_train = data.bessel(rng, 200, "train")["inputs"][:, 0]
+  tr = data.bessel(rng, 150, "train", validation=50)
+  va = data.bessel(rng, 50, "test", validation=50)
+  assert tr["inputs"].shape == (150, 1) and va["inputs"].shape == (50, 1)
+  both = np.sort(np.concatenate([tr["inputs"], va["inputs"]])[:, 0])
+  np.testing.assert_allclose(both, np.sort(full_train))  # a partition of the training half only
+  import scipy.special
+  noise = va["labels"][:, 0] - scipy.special.j0(va["inputs"][:, 0])
+  assert 0.04 < noise.std() < 0.12  # validation labels are noisy like the training labels
+  # Held out evenly over x: the training rest never loses more than one neighbour in a row.
+  assert np.diff(np.sort(va["inputs"][:, 0])).min() > 2 * np.diff(np.sort(full_train)).min()
+  assert np.diff(np.sort(tr["inputs"][:, 0])).max() <= 2 * np.diff(np.sort(full_train)).max()
+  with pytest.raises(ValueError, match="validation"):
+    data.bessel(rng, 10, "train", validation=200)
+
+
+def test_gate_init_space_alpha_reads_n81_as_alpha():
+  def init_log_alpha(space, seed):
+    f = hk.transform_with_state(models.MODELS["mlp"](activation="resin_to_sin", hidden_sizes=(256,),
+                                                     gate_init_space=space))
+    params, _ = f.init(jax.random.PRNGKey(seed), jnp.zeros((2, 1)), is_training=True, step=0)
+    return np.asarray(params["gate"]["log_alpha"])
+  la = init_log_alpha("alpha", 0)
+  assert abs(la.mean() - np.log(8.0)) < 0.03 and 0.09 < la.std() < 0.16  # log N(8, 1) ~ 2.08 +- 1/8
+  la = init_log_alpha("log_alpha", 0)
+  assert abs(la.mean() - 8.0) < 0.2 and 0.85 < la.std() < 1.15
+  with pytest.raises(ValueError, match="init_space"):
+    models.MODELS["mlp"](activation="resin_to_sin", gate_init_space="logit")

@@ -23,6 +23,7 @@ def add_transfer_fields(c, activation: str, gamma: float):
   c.model.zeta = gates.ZETA
   c.model.log_alpha_init_mean = gates.LOG_ALPHA_INIT_MEAN  # log alpha ~ N(8, 1), see gates.py
   c.model.log_alpha_init_std = gates.LOG_ALPHA_INIT_STD
+  c.model.gate_init_space = "log_alpha"  # "alpha": alpha ~ N(8, 1), log alpha ~ 2.08
   c.model.gate_noise = "example"
   return c
 
