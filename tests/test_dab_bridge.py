@@ -72,6 +72,28 @@ def test_dab_loss_trains_approximator_but_not_encoder():
   np.testing.assert_allclose(penalty(enc, params), expected, rtol=1e-6)
 
 
+def test_undetached_penalty_gives_encoder_zero_gradient_like_the_stop_gradient_form():
+  """The appendix-7.1 style penalty ||approx(x) - bridge(x)||^2 without stop-gradients: its
+  two paths into x (through the approximator, and through the bridge whose backward is the
+  approximator's VJP) cancel, so the encoder update equals that of the detached form."""
+  x, params, _ = _setup()
+  enc = jax.random.normal(jax.random.key(3), (6, 6))
+  f = bridge.make_bridge(SIGNUM, _mlp)
+
+  def undetached(enc_, p):
+    z = x @ enc_
+    return 10.0 * jnp.mean(jnp.sum((_mlp(p, z) - f(z, p)) ** 2, axis=1))
+
+  def detached(enc_, p):
+    return bridge.dab(SIGNUM, _mlp, x @ enc_, p, gamma=10.0)[1]
+
+  g_enc, g_p = jax.jit(jax.grad(undetached, argnums=(0, 1)))(enc, params)
+  np.testing.assert_allclose(g_enc, 0.0, atol=1e-5)
+  _, g_p_detached = jax.jit(jax.grad(detached, argnums=(0, 1)))(enc, params)
+  for a, b in zip(jax.tree.leaves(g_p), jax.tree.leaves(g_p_detached)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_dimension_changing_hard_function_with_dab():
   x = jax.random.normal(jax.random.key(1), (2, 3, 4, 2))
   out_dim = 3 * 4 * 4
