@@ -29,3 +29,14 @@ def test_table1_report_mean_std_over_finished_seeds_and_lists_running(tmp_path):
   assert "running / stopped at step 5,000 of 10,000" in text
   assert "| 10 | ELU-Dense (no hard fn) | 0 +- 0% | - | - |" in text  # no finished seed yet
   assert os.path.exists(tmp_path / "dab_table1_curves.png")
+
+
+def test_quick_runs_have_their_own_workdirs(tmp_path):
+  """A --quick report reads only the *_quick workdirs, never a full run in the same --out."""
+  run_dir = str(tmp_path / "dab_table1")
+  _fake_run(run_dir, "T5_signum_dense_s0", [0.97], final=0.97)  # a full run
+  _fake_run(run_dir, "T5_signum_dense_s0_quick", [0.88], final=0.88)
+  runs = ((5, "signum_dense", 0),)
+  quick = dab_table.table1_report(run_dir, str(tmp_path), runs, steps=6000, suffix="_quick")
+  assert "88.00 (1 seed)" in quick and "97.00" not in quick
+  assert os.path.exists(tmp_path / "dab_table1_quick_curves.png")

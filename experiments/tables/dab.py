@@ -92,7 +92,8 @@ def _mean_std(values: list[float]) -> str:
   return f"{v.mean():.2f}" + (f" +- {v.std(ddof=1):.2f} ({len(v)} seeds)" if len(v) > 1 else " (1 seed)")
 
 
-def table1_report(run_dir: str, out: str, runs=TABLE1_RUNS, steps: int = 200_000) -> str:
+def table1_report(run_dir: str, out: str, runs=TABLE1_RUNS, steps: int = 200_000,
+                  suffix: str = "") -> str:
   """Markdown table and curve figure from whatever table-1 workdirs exist under run_dir.
 
   Finished runs (summary.json) give the final test all-or-none accuracy; unfinished
@@ -101,7 +102,7 @@ def table1_report(run_dir: str, out: str, runs=TABLE1_RUNS, steps: int = 200_000
   """
   rows, series, groups, best = [], {}, {}, {}
   for t, key, seed in runs:
-    name = f"T{t}_{key}_s{seed}"
+    name = f"T{t}_{key}_s{seed}{suffix}"
     wd = os.path.join(run_dir, name)
     trace = _trace(wd, "all_or_none_accuracy")
     if trace:
@@ -130,7 +131,7 @@ def table1_report(run_dir: str, out: str, runs=TABLE1_RUNS, steps: int = 200_000
   text += "\nEvery run (latest test evaluation; finished runs report the final step):\n\n"
   text += reproduce.markdown_table(["T", "model", "seed", "status", "all-or-none"], rows)
   if series:
-    text += "\n" + _plot(out, "dab_table1_curves.png", series, "test all-or-none accuracy",
+    text += "\n" + _plot(out, f"dab_table1{suffix}_curves.png", series, "test all-or-none accuracy",
                          "Sorting: accuracy vs steps") + "\n"
   return text
 
@@ -144,19 +145,22 @@ def run_table1(ctx: reproduce.Context) -> str:
   """
   steps = 6000 if ctx.quick else 200_000
   runs = TABLE1_QUICK_RUNS if ctx.quick else TABLE1_RUNS
+  # Quick runs get their own workdirs, so a --quick call never touches a full run in the
+  # same --out directory (and the other way round).
+  suffix = "_quick" if ctx.quick else ""
   for t, key, seed in runs:
     gradient, cfg, _ = TABLE1_VARIANTS[key]
     ctx.train(cfg, overrides={"seq_len": t, "gradient": gradient, "train_steps": steps,
                               "eval_every": 250 if ctx.quick else 5000,
                               "checkpoint_every": 500 if ctx.quick else 5000},
-              name=f"T{t}_{key}_s{seed}", seed=seed)
+              name=f"T{t}_{key}_s{seed}{suffix}", seed=seed)
     # Rewrite the partial report after every run, so a stopped session leaves one behind.
-    with open(os.path.join(ctx.out, "dab_table1_partial.md"), "w") as f:
-      f.write(table1_report(ctx.run_dir, ctx.out, runs, steps))
+    with open(os.path.join(ctx.out, f"dab_table1{suffix}_partial.md"), "w") as f:
+      f.write(table1_report(ctx.run_dir, ctx.out, runs, steps, suffix))
   text = (f"Budget: {steps:,} steps of batch 1024 per run (Adam 1e-4, gamma 10, fresh data every "
           "step), held-out test set of 10,000 sequences; test all-or-none accuracy at the final "
           "step. The authors' 10-sort run trained about 4M steps.\n\n")
-  return text + table1_report(ctx.run_dir, ctx.out, runs, steps)
+  return text + table1_report(ctx.run_dir, ctx.out, runs, steps, suffix)
 
 
 reproduce.register("dab_table1", title="Table 1: all-or-none sorting accuracy (DAB vs STE vs none)",
