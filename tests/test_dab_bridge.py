@@ -6,6 +6,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from dab import bridge
@@ -70,6 +71,52 @@ def test_dab_loss_trains_approximator_but_not_encoder():
   z = x @ enc
   expected = 10.0 * jnp.mean(jnp.sum((_mlp(params, z) - SIGNUM(z)) ** 2, axis=1))
   np.testing.assert_allclose(penalty(enc, params), expected, rtol=1e-6)
+
+
+def test_undetached_penalty_gives_encoder_zero_gradient_like_the_stop_gradient_form():
+  """The appendix-7.1 style penalty ||approx(x) - bridge(x)||^2 without stop-gradients: its
+  two paths into x (through the approximator, and through the bridge whose backward is the
+  approximator's VJP) cancel, so the encoder update equals that of the detached form."""
+  x, params, _ = _setup()
+  enc = jax.random.normal(jax.random.key(3), (6, 6))
+  f = bridge.make_bridge(SIGNUM, _mlp)
+
+  def undetached(enc_, p):
+    z = x @ enc_
+    return 10.0 * jnp.mean(jnp.sum((_mlp(p, z) - f(z, p)) ** 2, axis=1))
+
+  def detached(enc_, p):
+    return bridge.dab(SIGNUM, _mlp, x @ enc_, p, gamma=10.0)[1]
+
+  g_enc, g_p = jax.jit(jax.grad(undetached, argnums=(0, 1)))(enc, params)
+  np.testing.assert_allclose(g_enc, 0.0, atol=1e-5)
+  _, g_p_detached = jax.jit(jax.grad(detached, argnums=(0, 1)))(enc, params)
+  for a, b in zip(jax.tree.leaves(g_p), jax.tree.leaves(g_p_detached)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_gamma_does_not_change_adam_updates():
+  """The penalty trains only the approximator and the task loss only the encoder, so under
+  Adam (invariant to a constant gradient scale, up to eps) gamma changes no update."""
+  x, approx0, g = _setup()
+  params0 = {"enc": jax.random.normal(jax.random.key(3), (6, 6)), "approx": approx0}
+
+  def loss(p, gamma):
+    y, pen = bridge.dab(SIGNUM, _mlp, x @ p["enc"], p["approx"], gamma=gamma)
+    return jnp.sum(y * g) + pen
+
+  def train(gamma):
+    opt = optax.adam(1e-2)
+    p, state = params0, opt.init(params0)
+    for _ in range(3):
+      updates, state = opt.update(jax.grad(loss)(p, gamma), state)
+      p = optax.apply_updates(p, updates)
+    return p
+
+  a, b = train(10.0), train(1000.0)
+  for la, lb, l0 in zip(jax.tree.leaves(a), jax.tree.leaves(b), jax.tree.leaves(params0)):
+    assert float(jnp.abs(la - l0).max()) > 1e-3  # both parts moved
+    np.testing.assert_allclose(la, lb, rtol=1e-5, atol=1e-6)
 
 
 def test_dimension_changing_hard_function_with_dab():
