@@ -1,5 +1,7 @@
 """Every tat config builds and takes real steps (mock TFDS data / real mnist_5k)."""
 
+import os
+
 import pytest
 
 from experiments import testing
@@ -73,3 +75,66 @@ def test_mnist_vanilla_table_selects_per_cell_and_reports_divergence(tmp_path):
   assert "0.01: NaN" in dks_row[3] and dks_row[3].startswith("0.003 (")
   eoc_row = next(r for r in rows if r[:3] == ["| sgd", "100", "eoc"])
   assert eoc_row[3] == "all diverged" and eoc_row[4] == "diverged (at step 3)"
+
+
+def test_mnist_5k_val_holds_out_validation_digits():
+  """3,000 train / 1,000 validation (disjoint, from mnist_5k's training digits) / same test."""
+  import numpy as np
+  from experiments import config_lib
+  from experiments import data
+  c = config_lib.load_config("configs/tat/mnist_vanilla.py:sgd,val")
+  assert c.eval_splits == ("train", "validation", "test") and c.dataset.kwargs.unit_q
+  d = data.get_dataset(c)
+  split = {s: next(d.eval_batches(s, 3000)) for s in ("train", "validation", "test")}
+  arrays = {s: b["inputs"][b["mask"] > 0].reshape(int(b["mask"].sum()), -1) for s, b in split.items()}
+  assert {s: len(a) for s, a in arrays.items()} == {"train": 3000, "validation": 1000, "test": 1000}
+  for a in arrays.values():  # q = 1 for every input
+    np.testing.assert_allclose(np.mean(a * a, axis=1), 1.0, atol=1e-5)
+  train_rows = {r.tobytes() for r in arrays["train"]}
+  assert not any(r.tobytes() in train_rows for r in arrays["validation"])
+  plain = data.get_dataset(config_lib.load_config("configs/tat/mnist_vanilla.py:sgd"))
+  np.testing.assert_array_equal(next(plain.eval_batches("test", 1000))["labels"],
+                                split["test"]["labels"][:1000])
+  raw = config_lib.load_config("configs/tat/mnist_vanilla.py:sgd,val", {"dataset.kwargs.unit_q": False})
+  x = next(data.get_dataset(raw).eval_batches("train", 3000))["inputs"].reshape(3000, -1)
+  assert np.std(np.mean(x * x, axis=1)) > 0.1  # per-channel only: q varies between inputs
+
+
+def test_mnist_sgd_table_selects_on_mean_validation_accuracy(tmp_path):
+  """lr per (depth, method) by mean validation accuracy over seeds, a diverged seed counting 0.
+
+  Fake training: validation accuracy peaks at lr 0.003 except that dks's best rate
+  (0.03) diverges for seed 1, so 0.03 loses to 0.003 for dks; eoc diverges everywhere
+  at depth 100. The test accuracy never influences the choice.
+  """
+  from experiments import reproduce
+  from experiments import train
+  from experiments.tables import tat as tat_tables
+
+  def fake_train(self, config, overrides=None, name=None, seed=None):
+    lr, method, depth = overrides["optimizer.learning_rate"], overrides["method"], overrides["depth"]
+    assert ":sgd,val" in config
+    if method == "eoc" and depth == 100:
+      raise train.TrainingDiverged("nan", step=3)
+    if method == "dks" and lr == 0.03 and seed == 1:
+      raise train.TrainingDiverged("nan", step=5)
+    val = 0.8 + 0.1 * (lr == 0.003) + 0.15 * (method == "dks" and lr == 0.03) + 0.01 * seed
+    test = 0.5 + 0.4 * (lr == 0.03)  # would pick 0.03 if selection looked at test
+    return {"final": {"validation_accuracy": val, "test_accuracy": test, "train_accuracy": 1.0}}
+
+  grid, seeds = tat_tables.SGD_QUICK["lr_grid"], tat_tables.SGD_QUICK["seeds"]
+  tat_tables.SGD_QUICK.update(lr_grid=(0.03, 0.003), seeds=(0, 1))
+  try:
+    ctx = type("Fake", (reproduce.Context,), {"train": fake_train})(
+        id="tat_mnist_sgd", out=str(tmp_path), quick=True)
+    text = tat_tables.run_mnist_sgd(ctx)
+  finally:
+    tat_tables.SGD_QUICK.update(lr_grid=grid, seeds=seeds)
+  rows = {(r[0].strip("| "), r[1].split(" ")[0]): r for r in
+          (line.split(" | ") for line in text.splitlines() if line[:3] in ("| 2", "| 5", "| 1"))}
+  assert len(rows) == len(tat_tables.SGD_CELLS)
+  assert rows[("50", "TAT")][2] == "0.003" and rows[("50", "TAT")][4] == "50.0 +- 0.0 (n=2)"
+  assert rows[("50", "TAT")][3] == "90.5 +- 0.7 (n=2)"
+  assert rows[("20", "DKS")][2] == "0.003" and "0.03: 47.5 (some NaN)" in rows[("20", "DKS")][6]
+  assert rows[("100", "EOC")][2] == "all diverged"
+  assert os.path.exists(tmp_path / "tat_mnist_sgd.partial.md")

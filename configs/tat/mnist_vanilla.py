@@ -7,7 +7,8 @@ footnote 3, zeta 1.5), with K-FAC or SGD:
 
   python -m experiments.main --config=configs/tat/mnist_vanilla.py:kfac \
       --config.method=tat --config.depth=50 --workdir=/tmp/tat_mnist_d50
-  variants: kfac | sgd (optimizer), quick (3 epochs), combine with commas.
+  variants: kfac | sgd (optimizer), quick (3 epochs), val (validation
+  protocol, below), combine with commas.
   --config.activation=softplus switches to smooth activations (TAT tau, DKS,
   EOC needs tanh), --config.eta/tau/zeta set the targets.
 
@@ -23,11 +24,21 @@ reproduction's grid (`python -m experiments.reproduce tat_mnist_vanilla --quick
 to 9-21% train accuracy at depth 100 for TAT and EOC, 1e-4 to no less than 57%
 (depth 100 TAT/DKS do best at 3e-5, 94-95%, but 3e-5 leaves EOC at 15-28%);
 SGD 0.01 diverges (NaN) for DKS at depths 50 and 100, 0.003 nowhere.
-summary.json reports train_accuracy and test_accuracy. Expected shape (paper,
+summary.json reports train_accuracy and test_accuracy.
+
+Variant `val` (the SGD depth study, `python -m experiments.reproduce
+tat_mnist_sgd --out DIR`): dataset `mnist_5k_val`, the same 1,000 test digits,
+the 4,000 training digits split into 3,000 for training and 1,000 held out for
+validation (learning rates are selected on validation, never on test); after
+per-channel normalization (statistics of the 3,000) each input is rescaled to
+mean square 1 (q = 1 for every input, the paper's section 2.2 assumption;
+`--config.dataset.kwargs.unit_q=False` keeps per-channel only). Evaluates
+train/validation/test every 2 epochs (every epoch with quick) for the curves. Expected shape (paper,
 figure 1 / table 5 on ImageNet): TAT's accuracy does not fall with depth, EOC's
 does (most with SGD).
 """
 
+import importlib
 import importlib.util
 import os
 
@@ -47,7 +58,7 @@ LEARNING_RATES = {"kfac": 1e-4, "sgd": 0.003}
 
 def get_config(arg: str = ""):
   common = _common()
-  args = common.parse_args(arg, {"quick", "kfac", "sgd"})
+  args = common.parse_args(arg, {"quick", "kfac", "sgd", "val"})
   opt = "sgd" if "sgd" in args else "kfac"
   c = config_lib.base_config()
   c.dataset.name = "mnist_5k"
@@ -71,4 +82,11 @@ def get_config(arg: str = ""):
   common.set_optimizer(c, opt, LEARNING_RATES[opt])
   common.paper_schedule(c, warmup_epochs=1.0)
   c.optimizer.kfac.inverse_update_period = 10
+  if "val" in args:
+    # The dataset is registered by the tat reproduction module (experiments/tables/tat.py).
+    importlib.import_module("experiments.tables.tat")
+    c.dataset.name = "mnist_5k_val"
+    c.dataset.kwargs.unit_q = True
+    c.eval_splits = ("train", "validation", "test")
+    c.eval_every_epochs = 1.0 if "quick" in args else 2.0
   return c
