@@ -60,3 +60,12 @@ def test_cifar_steps(variant, overrides):
 def test_imagenet_steps(variant, overrides):
   s = testing.build_and_step("configs/optnets/imagenet.py:" + variant, overrides=overrides)
   assert 0.0 <= s["final"]["test_accuracy"] <= 1.0
+
+
+def test_gaussian_pairs_draw_is_an_independent_instance():
+  rng = lambda: np.random.default_rng([5, 7])
+  d0, d0b = data.gaussian_pairs(rng(), 50, dim=4), data.gaussian_pairs(rng(), 50, dim=4, draw=0)
+  d1 = data.gaussian_pairs(rng(), 50, dim=4, draw=1)
+  np.testing.assert_array_equal(d0["inputs"], d0b["inputs"])  # draw 0: the old data
+  np.testing.assert_array_equal(d1["inputs"], data.gaussian_pairs(rng(), 50, dim=4, draw=1)["inputs"])
+  assert abs(np.corrcoef(d0["inputs"].ravel(), d1["inputs"].ravel())[0, 1]) < 0.3

@@ -89,7 +89,7 @@ def test_relaxed_forms_with_algorithm_coefficients(exact, relaxed):
                                                  coefficients=mode))
     pr = g.init(jax.random.PRNGKey(1), x)
     np.testing.assert_allclose(g.apply(pr, None, x), f.apply(p, None, x), rtol=1e-5, atol=1e-6)
-    n_coef = sum(v.size for k, d in pr.items() if not k.startswith("w_") for v in d.values())
+    n_coef = sum(v.size for k, d in pr.items() if k != "layers" for v in d.values())
     assert (n_coef > 0) == (mode == "learned")
 
 
@@ -233,3 +233,36 @@ def test_model_registry_and_errors():
     models.MODELS["resnet"](variant="imagenet50")
   with pytest.raises(ValueError, match="structure"):
     models.MODELS["fc"](structure="sgd")
+
+
+def test_scan_structures_equal_unrolled_eqs_13_14_at_depth_40():
+  """The scanned agd2 (eq. 5 recurrence) and admm equal (13)/(14) written out layer by layer,
+  with per-layer W_k, in value and in gradient."""
+  depth, dim = 40, 8
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((4, dim)), jnp.float32)
+  h = np.asarray(kernels.agd_h(depth))
+  ws = jnp.asarray(np.random.default_rng(1).standard_normal((depth, dim, dim)) * 0.5, jnp.float32)
+  t = lambda v, k, w: jax.nn.sigmoid(v @ w[k])
+
+  def agd2(w):  # eq. (13), explicit h-sums
+    xs, ts = [x], []
+    for k in range(depth):
+      ts.append(t(xs[k], k, w))
+      xs.append(sum(h[k + 1, j] * (ts[j] - xs[j]) for j in range(k + 1)) + xs[k])
+    return xs[-1]
+
+  def admm(w):  # eq. (14), explicit multiplier sums
+    xps, xs = [x], [x]
+    for k in range(depth):
+      lam = sum((xps[i] - xs[i] for i in range(1, k + 1)), jnp.zeros_like(x))
+      xps.append(0.5 * (t(xps[k], k, w) + xs[k] - lam))
+      xs.append(0.5 * (t(xs[k], k, w) + xps[-1] + lam))
+    return xs[-1]
+
+  for name, ref in [("agd2", agd2), ("admm", admm)]:
+    f = hk.transform(lambda v: nets.fc_structure(v, structure=name, depth=depth))
+    p = {"layers": {"w": ws}}
+    np.testing.assert_allclose(f.apply(p, None, x), ref(ws), rtol=1e-5, atol=1e-5)
+    g_new = jax.grad(lambda w: jnp.sum(f.apply({"layers": {"w": w}}, None, x) ** 2))(ws)
+    g_ref = jax.grad(lambda w: jnp.sum(ref(w) ** 2))(ws)
+    np.testing.assert_allclose(g_new, g_ref, rtol=1e-4, atol=1e-5 * float(jnp.abs(g_ref).max()))
