@@ -53,6 +53,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None, splits=None,
   from experiments import data
   from experiments import model_lib
   from experiments import optimizers
+  from experiments import parallel
   from experiments import train
 
   config = load_run_config(workdir)
@@ -97,12 +98,12 @@ def evaluate_checkpoint(workdir: str, step: int | None = None, splits=None,
     if shapes((params, state)) != shapes(fresh):
       raise ValueError(f"checkpoint {directory}/{step} does not match the model in "
                        f"{workdir}/config.json.")
-    replicate = lambda tree: data.put_replicated(tree, devices)
-    eval_step = jax.pmap(model_lib.make_eval_fn(model, config, optimizers.AXIS),
-                         axis_name=optimizers.AXIS)
+    layout = parallel.MeshLayout(optimizers.AXIS)
+    eval_step = layout.compile(model_lib.make_eval_fn(model, config, layout.axis),
+                               num_replicated=2, num_args=4)
     _, _, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 3)  # as in train.run
-    results = train.evaluate_splits(eval_step, replicate(params), replicate(state), dataset,
-                                    splits, config.eval_batch_size, step, eval_key, devices)
+    results = train.evaluate_splits(eval_step, layout.replicate(params), layout.replicate(state),
+                                    dataset, splits, config.eval_batch_size, step, eval_key, layout)
   return {"step": int(step), **results}
 
 

@@ -93,8 +93,8 @@ def _patch_replicate() -> None:
   def replicate_all_local_devices(obj, axis_name=None):
     if parallel.types.tree_is_empty(obj) or not (parallel.using_legacy_pmap() or axis_name is None):
       return original(obj, axis_name)
-    from experiments import data
-    return data.put_replicated(obj, jax.local_devices())
+    from experiments import parallel as layouts
+    return layouts.PmapLayout(axis_name or "devices").replicate(obj)
 
   parallel.replicate_all_local_devices = replicate_all_local_devices
 

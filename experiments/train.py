@@ -122,16 +122,16 @@ def _mean_records(records: list[dict]) -> dict:
 
 
 def evaluate_splits(eval_step, params_r, state_r, dataset: data.Dataset, splits, eval_batch_size: int,
-                    step: int, eval_key, devices) -> dict[str, dict[str, float]]:
+                    step: int, eval_key, layout) -> dict[str, dict[str, float]]:
   """Global mean metrics per split, plus the model statistics as split "stats" (if any).
 
-  `eval_step` is the pmapped `model_lib.make_eval_fn`; params and state are
-  replicated over the local `devices`; every process takes its share of each
-  evaluation batch.
+  `eval_step` is `model_lib.make_eval_fn` compiled by `layout` (experiments.parallel);
+  params and state are replicated as the layout holds them; every process
+  takes its share of each evaluation batch over its local devices.
   """
   process_index, process_count = jax.process_index(), jax.process_count()
-  num_devices = len(devices)
-  put = lambda tree: data.put_sharded(tree, devices)
+  num_devices = jax.local_device_count()
+  put = layout.put
   device_ids = np.arange(num_devices) + process_index * num_devices
   eval_keys = put(_step_keys(eval_key, 0, device_ids))
   results, stats = {}, None
@@ -232,7 +232,11 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str, chief: boo
                      config.train_steps)
         return summary
   if chief and changes:
-    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "resumed_at_step": steps[-1],
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    intact = next((s for s in reversed(steps)
+                   if checkpoint.verify(os.path.join(ckpt_dir, str(s))) is None), 0)
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "resumed_at_step": intact,
               "changes": {k: {"old": was, "new": now} for k, (was, now) in changes.items()}}
     with open(os.path.join(workdir, "config_history.jsonl"), "a") as f:
       f.write(json.dumps(record, sort_keys=True) + "\n")
@@ -331,7 +335,7 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
 
     def evaluate(step: int) -> None:
       results = evaluate_splits(eval_step, params_r, state_r, dataset, config.eval_splits,
-                                config.eval_batch_size, step, eval_key, devices)
+                                config.eval_batch_size, step, eval_key, layout)
       for split, values in results.items():
         history.append(writer.write(step, split, values))
 

@@ -21,7 +21,6 @@ import pytest
 
 from experiments import checkpoint
 from experiments import config_lib
-from experiments import model_lib
 from experiments import optimizers
 from experiments import train
 from experiments import validate
@@ -278,6 +277,9 @@ def test_damaged_newest_checkpoint_falls_back(tmp_path, caplog, reference, damag
   assert "from step 6 " in caplog.text
   assert os.path.isdir(os.path.join(workdir, "damaged_checkpoints", "9"))
   assert_same_as_reference(workdir, summary, reference)
+  with open(os.path.join(workdir, "config_history.jsonl")) as f:
+    history = [json.loads(l) for l in f]
+  assert [h["resumed_at_step"] for h in history] == [6]  # the intact step, not the damaged 9
 
 
 def test_keep_every_keeps_periodic_checkpoints(tmp_path):
@@ -308,9 +310,11 @@ def test_changed_config_is_refused_naming_every_key(reference):
 
 
 def test_finished_run_is_read_from_summary(reference, monkeypatch):
-  def no_model(*args):
-    raise AssertionError("a finished unchanged run must not rebuild its model")
-  monkeypatch.setattr(model_lib, "build_model", no_model)
+  # Validation constructs the model (cheap: no parameters); training would
+  # initialize it, restore the checkpoint and compile. None of that may happen.
+  def no_training(*args):
+    raise AssertionError("a finished unchanged run must not initialize, restore or compile")
+  monkeypatch.setattr(train, "_run", no_training)
   assert train.run(load(), reference[0]) == reference[1]
 
 
