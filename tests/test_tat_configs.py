@@ -138,3 +138,42 @@ def test_mnist_sgd_table_selects_on_mean_validation_accuracy(tmp_path):
   assert rows[("20", "DKS")][2] == "0.003" and "0.03: 47.5 (some NaN)" in rows[("20", "DKS")][6]
   assert rows[("100", "EOC")][2] == "all diverged"
   assert os.path.exists(tmp_path / "tat_mnist_sgd.partial.md")
+
+
+def _fake_quickstart(tmp_path, eoc_deep_tests):
+  """Runs the quickstart table with fake training: validation prefers lr 0.01 for TReLU and
+  0.003 for EOC-ReLU; test would prefer the other rate (selection must not look at it)."""
+  from experiments import reproduce
+  from experiments.tables import quickstart
+
+  def fake_train(self, config, overrides=None, name=None, seed=None):
+    lr, method, depth = overrides["optimizer.learning_rate"], overrides["model.method"], overrides["model.depth"]
+    assert config.startswith(quickstart.CONFIG) and seed in quickstart.SEEDS
+    good = 0.01 if method == "tat" else 0.003
+    val = 0.9 if lr == good else 0.5
+    if lr != good:
+      test = 0.99
+    elif method == "eoc" and depth == 50:
+      test = eoc_deep_tests[seed]
+    else:
+      test = 0.9 + 0.01 * seed
+    return {"final": {"validation_accuracy": val, "test_accuracy": test}}
+
+  ctx = type("Fake", (reproduce.Context,), {"train": fake_train})(
+      id="quickstart", out=str(tmp_path), quick=True)
+  return quickstart.run_quickstart(ctx)
+
+
+def test_quickstart_selects_on_validation_and_reports_every_seed(tmp_path):
+  text = _fake_quickstart(tmp_path, {0: 0.70, 1: 0.75, 2: 0.80})
+  assert "| 75.0 +- 5.0 (lr 0.003; 70.0 / 75.0 / 80.0) |" in text  # EOC, depth 50
+  assert "91.0 +- 1.0 (lr 0.01; 90.0 / 91.0 / 92.0)" in text  # TReLU: its validation choice
+  assert "99.0" not in text  # the test-preferred rate is never selected
+  assert "claim reproduced" in text
+
+
+def test_quickstart_verdict_needs_every_seed_separated(tmp_path):
+  # One EOC seed at depth 50 above TReLU's worst seed (90.0): not a reproduction, whatever
+  # the means say.
+  text = _fake_quickstart(tmp_path, {0: 0.60, 1: 0.60, 2: 0.905})
+  assert "claim NOT reproduced in this run" in text and "NOT above" in text

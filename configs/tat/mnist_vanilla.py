@@ -38,7 +38,6 @@ figure 1 / table 5 on ImageNet): TAT's accuracy does not fall with depth, EOC's
 does (most with SGD).
 """
 
-import importlib
 import importlib.util
 import os
 
@@ -83,8 +82,6 @@ def get_config(arg: str = ""):
   common.paper_schedule(c, warmup_epochs=1.0)
   c.optimizer.kfac.inverse_update_period = 10
   if "val" in args:
-    # The dataset is registered by the tat reproduction module (experiments/tables/tat.py).
-    importlib.import_module("experiments.tables.tat")
     c.dataset.name = "mnist_5k_val"
     c.dataset.kwargs.unit_q = True
     c.eval_splits = ("train", "validation", "test")

@@ -64,47 +64,6 @@ reproduce.register("tat_mnist_vanilla", title="Deep vanilla MLPs on real digits:
 # ---------------------------------------------------------------------------
 # SGD depth study with a validation split (tables 5, 7, 9 on ImageNet in the paper).
 
-VAL_TRAIN_EXAMPLES = 3000  # of mnist_5k's 4,000 training digits; the other 1,000 validate
-
-
-@data.register("mnist_5k_val")
-def _mnist_5k_val(dcfg, seed):
-  """mnist_5k with 1,000 of its 4,000 training digits held out as split 'validation'.
-
-  Train 3,000 / validation 1,000 / test 1,000 (the test digits of mnist_5k).
-  Normalized with the statistics of the 3,000 (`dataset.normalization`), then,
-  with `dataset.kwargs.unit_q` (default True), every input is rescaled to mean
-  square 1, so that q = 1 for every input as the paper's kernel analysis assumes.
-  """
-  base = data.get_dataset(_raw_config("mnist_5k", seed))
-  full = next(base.eval_batches("train", base.num_train))
-  test = next(base.eval_batches("test", 1000))
-  n = VAL_TRAIN_EXAMPLES
-  x, y = full["inputs"], full["labels"]
-  stats = data.image_stats(x[:n], dcfg.normalization)
-  unit_q = bool(dcfg.kwargs.get("unit_q", True))
-
-  def prep(images):
-    out = data.normalize_images(images, dcfg.normalization, stats)
-    if unit_q:
-      flat = out.reshape(len(out), -1)
-      out = out / np.sqrt(np.mean(flat * flat, axis=1)).reshape((-1,) + (1,) * (out.ndim - 1))
-    return out.astype(np.float32)
-
-  return data.array_dataset(
-      "mnist_5k_val", {"inputs": prep(x[:n]), "labels": y[:n]},
-      {"validation": {"inputs": prep(x[n:]), "labels": y[n:]},
-       "test": {"inputs": prep(test["inputs"][test["mask"] > 0]),
-                "labels": test["labels"][test["mask"] > 0]}},
-      augment=dcfg.augment)
-
-
-def _raw_config(name, seed):
-  import ml_collections
-  return ml_collections.ConfigDict({"dataset": {"name": name, "normalization": "none",
-                                                "augment": "none"}, "seed": seed})
-
-
 SGD_CONFIG = "configs/tat/mnist_vanilla.py:sgd,val"
 # The paper's SGD grid {1, 0.3, 0.1, 0.03, 0.01} is for batch 1024; ours is batch 128
 # (8x smaller), so the same five points one decade lower, identical for every method.
@@ -221,7 +180,7 @@ def run_mnist_sgd(ctx: reproduce.Context) -> str:
   seeds = SGD_QUICK["seeds"] if ctx.quick else SGD_SEEDS
   config = SGD_CONFIG + (",quick" if ctx.quick else "")
   epochs = 3 if ctx.quick else 20
-  steps_per_epoch = VAL_TRAIN_EXAMPLES / 128
+  steps_per_epoch = data.MNIST_5K_VAL_TRAIN_EXAMPLES / 128
   rows, curves = [], {}
   partial = os.path.join(ctx.out, f"{ctx.id}.partial.md")
   for depth, method in SGD_CELLS:
