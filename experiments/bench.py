@@ -38,6 +38,7 @@ import functools
 import json
 import os
 import re
+import sys
 import time
 from typing import Callable
 
@@ -212,13 +213,22 @@ def count_copies(hlo_text: str, min_elements: int = 0) -> int:
 
 
 def _interleaved(runs: dict[str, Callable[[int], float]], steps: int, repeats: int) -> dict[str, list[float]]:
-  """Seconds per step of each run, `repeats` rounds, the runs taking turns within a round."""
-  for run in runs.values():
+  """Seconds per step of each run, `repeats` rounds, the runs taking turns within a round.
+
+  Progress goes to stderr (compiles of large models take minutes on a CPU); stdout keeps
+  only the result.
+  """
+  for name, run in runs.items():
+    start = time.perf_counter()
     run(3)  # compile and warm up
+    print(f"[bench] {name}: compiled and warmed up in {time.perf_counter() - start:.1f} s",
+          file=sys.stderr, flush=True)
   times: dict[str, list[float]] = {name: [] for name in runs}
-  for _ in range(repeats):
+  for i in range(repeats):
     for name, run in runs.items():
       times[name].append(run(steps))
+    print(f"[bench] round {i + 1}/{repeats}: " + ", ".join(
+        f"{name} {1e3 * t[-1]:.1f} ms/step" for name, t in times.items()), file=sys.stderr, flush=True)
   return times
 
 
