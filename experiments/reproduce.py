@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import itertools
+import math
 import os
 import pkgutil
 import sys
@@ -126,6 +127,17 @@ class Context:
     sign = 1 if metrics.higher_is_better(metric) else -1
     best_point, best = max(finished, key=lambda r: sign * r[1][section][metric])
     return best, best_point, results
+
+
+def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
+  """Mean and sample standard deviation of the values that are not None (sd 0 for one
+  value; (None, None) for none), e.g. a metric over seeds where some runs diverged."""
+  v = [x for x in values if x is not None]
+  if not v:
+    return None, None
+  m = sum(v) / len(v)
+  sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+  return m, sd
 
 
 def fmt(value: Any, percent: bool = False, digits: int = 2) -> str:

@@ -1,7 +1,5 @@
 """The main job: TAT's central claim (deep vanilla nets train with TAT, not at EOC) offline."""
 
-import math
-
 from experiments import reproduce
 
 CONFIG = "configs/quickstart.py"
@@ -12,13 +10,6 @@ LEARNING_RATES = (0.003, 0.01)
 # The learning rate is selected on seed 0's validation accuracy; the selected rate is then
 # trained with every seed, and the table reports test accuracy over the seeds.
 SEEDS = (0, 1, 2)
-
-
-def mean_std(values):
-  """Mean and sample standard deviation (0 for a single value)."""
-  m = sum(values) / len(values)
-  sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-  return m, sd
 
 
 def run_quickstart(ctx: reproduce.Context) -> str:
@@ -38,12 +29,13 @@ def run_quickstart(ctx: reproduce.Context) -> str:
                     f"{name}_learning_rate={lr}_seed={seed}", seed)
           for seed in SEEDS[1:]]
       tests[method, depth] = [s["final"]["test_accuracy"] for s in summaries]
-      m, sd = mean_std(tests[method, depth])
+      m, sd = reproduce.mean_std(tests[method, depth])
       cells.append(f"{100 * m:.1f} +- {100 * sd:.1f} (lr {lr}; "
                    + " / ".join(f"{100 * t:.1f}" for t in tests[method, depth]) + ")")
     rows.append([label] + cells)
   deep, shallow = DEPTHS[-1], DEPTHS[0]
-  drop = {m: mean_std(tests[m, shallow])[0] - mean_std(tests[m, deep])[0] for m, _ in METHODS}
+  mean = lambda values: reproduce.mean_std(values)[0]
+  drop = {m: mean(tests[m, shallow]) - mean(tests[m, deep]) for m, _ in METHODS}
   # Robust to the seed (and to the per-machine rounding that changes a seed's result):
   # every TReLU seed at the deep end beats every EOC-ReLU seed there.
   separated = min(tests["tat", deep]) > max(tests["eoc", deep])

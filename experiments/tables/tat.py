@@ -5,7 +5,6 @@ table (offline, real digits), and the ImageNet/CIFAR tables with the paper's num
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 
@@ -83,17 +82,8 @@ PAPER_SGD = {"tat": "71.0 / 70.0 (t5); 71.1 / 70.0 (t7); 76.0 / 76.5 (t9)",
              "dks": "70.4 / 68.3 (t7)", "eoc": "63.7 / 41.6 (t5); 72.0 / 62.4 (t9)"}
 
 
-def _mean_std(values):
-  v = [x for x in values if x is not None]
-  if not v:
-    return None, None
-  m = sum(v) / len(v)
-  sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
-  return m, sd
-
-
 def _pm(values, digits=1):
-  m, sd = _mean_std(values)
+  m, sd = reproduce.mean_std(values)
   if m is None:
     return "-"
   n = len([x for x in values if x is not None])
