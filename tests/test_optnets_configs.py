@@ -69,3 +69,32 @@ def test_gaussian_pairs_draw_is_an_independent_instance():
   np.testing.assert_array_equal(d0["inputs"], d0b["inputs"])  # draw 0: the old data
   np.testing.assert_array_equal(d1["inputs"], data.gaussian_pairs(rng(), 50, dim=4, draw=1)["inputs"])
   assert abs(np.corrcoef(d0["inputs"].ravel(), d1["inputs"].ravel())[0, 1]) < 0.3
+
+
+def test_reference_mse_closed_forms():
+  # Two examples, two coordinates: every predictor's MSE by hand.
+  x = np.array([[0.0], [1.0]])
+  f = np.array([[1.0, -3.0], [3.0, -1.0]])  # coordinate means 2 and -2
+  ref = data.reference_mse(x, f)
+  assert ref["zero"] == pytest.approx((1 + 9 + 9 + 1) / 4)
+  assert ref["constant"] == pytest.approx((1 + 1 + 1 + 1) / 4)
+  # Coordinate 2's mean is negative: the non-negative constant predicts 0 there.
+  assert ref["nonneg_constant"] == pytest.approx((1 + 9 + 1 + 1) / 4)
+  assert ref["linear"] == pytest.approx(0.0, abs=1e-12)  # two points, an affine map fits them
+
+
+def test_reference_mse_orders_on_the_table2_task():
+  d = data.gaussian_pairs(np.random.default_rng(3), 2000, dim=20)
+  ref = data.reference_mse(d["inputs"], d["labels"])
+  assert ref["linear"] < ref["constant"] <= ref["nonneg_constant"] <= ref["zero"]
+  # In-sample least squares removes about (dim + 1) / n of the variance.
+  assert ref["linear"] / ref["constant"] == pytest.approx(1 - 21 / 2000, abs=0.004)
+
+
+def test_table2_report_reference_reads_the_cells_training_set():
+  from experiments.tables import optnets as optnets_tables
+  ref = optnets_tables.training_set_reference()
+  cfg = config_lib.load_config(optnets_tables.SIM)
+  assert cfg.dataset.num_train == 10_000 and cfg.dataset.kwargs.draw == 0
+  assert ref["linear"] < ref["constant"] <= ref["nonneg_constant"] <= ref["zero"]
+  assert abs(ref["zero"] - 1.0) < 0.01  # 1M standard normal targets

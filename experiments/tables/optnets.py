@@ -137,8 +137,24 @@ def run_table2(ctx: reproduce.Context) -> str:
           + reproduce.markdown_table(["depth", *STRUCTURES], rows)
           + f"\nDepth 40, lowest to highest: measured {' < '.join(order)}; paper "
           + " < ".join(sorted(STRUCTURES, key=lambda s: PAPER_TABLE2[40][s])) + ".\n\n")
+  ref = training_set_reference(spec)
+  text += ("Reference predictors on the same 10,000 training pairs (draw 0), which use nothing "
+           "(or only a linear map) of the inputs: "
+           + ", ".join(f"{k.replace('_', ' ')} {v:.5f}" for k, v in ref.items())
+           + ". The targets are independent of the inputs, so an MSE at the constant "
+           "predictors' level means nothing was memorised.\n\n")
   series = {s: _train_curve(os.path.join(ctx.run_dir, f"{s}_d40")) for s in STRUCTURES}
   return text + _plot_curves(ctx, series, "optnets_table2_curves.png") + "\n"
+
+
+def training_set_reference(spec: str = SIM) -> dict[str, float]:
+  """optnets.data.reference_mse on the exact training set a table-2 cell trains on."""
+  from experiments import config_lib
+  from experiments import data
+  from optnets import data as optnets_data
+  cfg = config_lib.load_config(spec)
+  batch = next(data.get_dataset(cfg).eval_batches("train", cfg.dataset.num_train))
+  return optnets_data.reference_mse(batch["inputs"], batch["labels"])
 
 
 def run_table4(ctx: reproduce.Context) -> str:
