@@ -85,11 +85,11 @@ TABLE1_VARIANTS = {  # key: (gradient, config, label)
 
 
 def _mean_std(values: list[float]) -> str:
-  import numpy as np
   if not values:
     return "-"
-  v = 100 * np.asarray(values)
-  return f"{v.mean():.2f}" + (f" +- {v.std(ddof=1):.2f} ({len(v)} seeds)" if len(v) > 1 else " (1 seed)")
+  m, sd = reproduce.mean_std(values)
+  return f"{100 * m:.2f}" + (f" +- {100 * sd:.2f} ({len(values)} seeds)" if len(values) > 1
+                             else " (1 seed)")
 
 
 def table1_report(run_dir: str, out: str, runs=TABLE1_RUNS, steps: int = 200_000,
