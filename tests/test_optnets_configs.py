@@ -98,3 +98,39 @@ def test_table2_report_reference_reads_the_cells_training_set():
   assert cfg.dataset.num_train == 10_000 and cfg.dataset.kwargs.draw == 0
   assert ref["linear"] < ref["constant"] <= ref["nonneg_constant"] <= ref["zero"]
   assert abs(ref["zero"] - 1.0) < 0.01  # 1M standard normal targets
+
+
+def test_table2_writes_a_partial_report_after_every_cell(tmp_path, monkeypatch):
+  """A session stopped after two cells leaves a report with those two and '-' elsewhere."""
+  from experiments import reproduce
+  from experiments.tables import optnets as optnets_tables
+  ctx = reproduce.Context(id="optnets_table2", out=str(tmp_path), quick=True)
+  trained = []
+
+  class Stop(Exception):
+    pass
+
+  def fake_grid(spec, grid, select, overrides, name, seed):
+    lrs = grid["optimizer.learning_rate"]
+    results = [({"optimizer.learning_rate": v}, {"final": {"train_mse": 1.0 + v}}) for v in lrs]
+    return None, {"optimizer.learning_rate": lrs[0]}, results
+
+  def fake_train(spec, overrides, name, seed):
+    if len(trained) == 2:
+      raise Stop
+    trained.append(name)
+    return {"final": {"train_mse": 0.5 + len(trained) / 1000}}
+
+  monkeypatch.setattr(ctx, "grid", fake_grid)
+  monkeypatch.setattr(ctx, "train", fake_train)
+  monkeypatch.setattr(optnets_tables, "training_set_reference",
+                      lambda spec: {"zero": 1.0, "constant": 0.9})
+  with pytest.raises(Stop):
+    optnets_tables.run_table2(ctx)
+  assert trained == ["admm_d40", "gd_d40"]  # depth 40 first, the paper's comparison point
+  report = (tmp_path / "optnets_table2_partial.md").read_text()
+  depth40 = next(line for line in report.splitlines() if line.startswith("| 40 "))
+  assert "1.07749 / 0.50100" in depth40 and "1.00653 / 0.50200" in depth40
+  assert "1.00457 / -" in depth40  # hb not run yet
+  assert "measured admm < gd;" in report
+  assert (tmp_path / "optnets_table2_curves.png").exists()

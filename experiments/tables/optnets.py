@@ -83,7 +83,8 @@ def _plot_curves(ctx, series: dict, filename: str) -> str:
   ax.set_xlabel("epoch (100 steps)")
   ax.set_ylabel("training MSE")
   ax.set_title("Table 2 cells at depth 40: training MSE vs epochs")
-  ax.legend()
+  if ax.lines:
+    ax.legend()
   fig.tight_layout()
   fig.savefig(os.path.join(ctx.out, filename), dpi=100)
   plt.close(fig)
@@ -106,38 +107,45 @@ def run_table2(ctx: reproduce.Context) -> str:
     lr[s] = point["optimizer.learning_rate"]
     grid_rows.append([s] + [f"{r['final']['train_mse']:.5f}" if r else "diverged" for _, r in results] + [f"{lr[s]:g}"])
   # 2. the table on draw 0: depth 40 first, then the other depths, then more seeds at 40.
+  # After every cell the report so far is rewritten, so a stopped session leaves one behind.
+  ref = training_set_reference(spec)
   measured = {}
-  for depth in RUN_ORDER:
-    for s in STRUCTURES:
-      summ = ctx.train(spec, overrides={**base, "structure": s, "depth": depth,
-                                        "optimizer.learning_rate": lr[s]},
-                       name=f"{s}_d{depth}", seed=0)
-      measured.setdefault((depth, s), []).append(summ["final"]["train_mse"])
-  for seed in SEEDS[1:]:
-    for s in STRUCTURES:
-      summ = ctx.train(spec, overrides={**base, "structure": s, "depth": 40,
-                                        "optimizer.learning_rate": lr[s]},
-                       name=f"{s}_d40_seed{seed}", seed=seed)
-      measured[40, s].append(summ["final"]["train_mse"])
+  cells = [(d, s, 0, f"{s}_d{d}") for d in RUN_ORDER for s in STRUCTURES]
+  cells += [(40, s, seed, f"{s}_d40_seed{seed}") for seed in SEEDS[1:] for s in STRUCTURES]
+  for depth, s, seed, name in cells:
+    summ = ctx.train(spec, overrides={**base, "structure": s, "depth": depth,
+                                      "optimizer.learning_rate": lr[s]},
+                     name=name, seed=seed)
+    measured.setdefault((depth, s), []).append(summ["final"]["train_mse"])
+    with open(os.path.join(ctx.out, "optnets_table2_partial.md"), "w") as f:
+      f.write(table2_report(ctx, epochs, sel_epochs, grid_rows, measured, ref))
+  return table2_report(ctx, epochs, sel_epochs, grid_rows, measured, ref)
+
+
+def table2_report(ctx: reproduce.Context, epochs: float, sel_epochs: float, grid_rows: list,
+                  measured: dict, ref: dict) -> str:
+  """Markdown for table 2 from the cells measured so far ('-' where a cell has not run)."""
 
   def cell(d, s):
+    if (d, s) not in measured:
+      return f"{PAPER_TABLE2[d][s]:.5f} / -"
     v = np.asarray(measured[d, s])
     spread = f" ± {v.std(ddof=1):.5f} (n={len(v)})" if len(v) > 1 else ""
     return f"{PAPER_TABLE2[d][s]:.5f} / {v.mean():.5f}{spread}"
 
   rows = [[str(d)] + [cell(d, s) for s in STRUCTURES] for d in DEPTHS]
-  order = sorted(STRUCTURES, key=lambda s: np.mean(measured[40, s]))
+  done40 = [s for s in STRUCTURES if (40, s) in measured]
+  order = sorted(done40, key=lambda s: np.mean(measured[40, s]))
   text = (f"Optimizer: Adam, batch 100, learning rate per structure from {list(LR_GRID)} by "
           f"the final training MSE after {sel_epochs:g} epochs on an independent instance of "
           "the task (other random pairs, draw 1, seed 100, depth 40):\n\n"
           + reproduce.markdown_table(["structure", *[f"lr {v:g}" for v in LR_GRID], "selected"],
                                      grid_rows)
           + f"\nTraining MSE, paper (1,000 epochs) / measured ({epochs:g} epochs, draw 0; "
-          "mean ± std over seeds where n > 1, else seed 0).\n\n"
+          "mean ± std over seeds where n > 1, else seed 0; '-': not run yet).\n\n"
           + reproduce.markdown_table(["depth", *STRUCTURES], rows)
-          + f"\nDepth 40, lowest to highest: measured {' < '.join(order)}; paper "
+          + f"\nDepth 40, lowest to highest: measured {' < '.join(order) or '-'}; paper "
           + " < ".join(sorted(STRUCTURES, key=lambda s: PAPER_TABLE2[40][s])) + ".\n\n")
-  ref = training_set_reference(spec)
   text += ("Reference predictors on the same 10,000 training pairs (draw 0), which use nothing "
            "(or only a linear map) of the inputs: "
            + ", ".join(f"{k.replace('_', ' ')} {v:.5f}" for k, v in ref.items())
