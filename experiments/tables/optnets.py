@@ -117,9 +117,10 @@ def run_table2(ctx: reproduce.Context) -> str:
                                       "optimizer.learning_rate": lr[s]},
                      name=name, seed=seed)
     measured.setdefault((depth, s), []).append(summ["final"]["train_mse"])
+    report = table2_report(ctx, epochs, sel_epochs, grid_rows, measured, ref)
     with open(os.path.join(ctx.out, "optnets_table2_partial.md"), "w") as f:
-      f.write(table2_report(ctx, epochs, sel_epochs, grid_rows, measured, ref))
-  return table2_report(ctx, epochs, sel_epochs, grid_rows, measured, ref)
+      f.write(report)
+  return report  # the partial report after the last cell is the whole table
 
 
 def table2_report(ctx: reproduce.Context, epochs: float, sel_epochs: float, grid_rows: list,
