@@ -119,13 +119,13 @@ def table1_report(run_dir: str, out: str, runs=TABLE1_RUNS, steps: int = 200_000
       best.setdefault((t, key), [])
     if trace:
       last_step, last = trace[-1]
-      # Training logs every few hundred steps, the test set every few thousand: the step a
-      # stopped run resumes from is the latest training record, not the latest evaluation.
-      trained = _trace(wd, "loss", split="train_step")
-      reached = max([last_step] + [s for s, _ in trained])
-      status = ("finished" if done else
-                f"running / stopped at step {reached:,} of {steps:,} (last test evaluation "
-                f"at {last_step:,})")
+      status = "finished"
+      if not done:
+        # Training logs every few hundred steps, the test set every few thousand: the step a
+        # stopped run resumes from is the latest training record, not the latest evaluation.
+        reached = max([last_step] + [s for s, _ in _trace(wd, "loss", split="train_step")])
+        status = (f"running / stopped at step {reached:,} of {steps:,} (last test evaluation "
+                  f"at {last_step:,})")
       rows.append([t, TABLE1_VARIANTS[key][2], seed, status, reproduce.fmt(last, percent=True)])
   summary_rows = [[t, TABLE1_VARIANTS[key][2], PAPER_TABLE1[t].get(key, "-"), _mean_std(v),
                    _mean_std(best[(t, key)])]
