@@ -121,8 +121,9 @@ def table1_report(run_dir: str, out: str, runs=TABLE1_RUNS, steps: int = 200_000
       last_step, last = trace[-1]
       status = "finished"
       if not done:
-        # Training logs every few hundred steps, the test set every few thousand: the step a
-        # stopped run resumes from is the latest training record, not the latest evaluation.
+        # Training logs every few hundred steps, the test set every few thousand: how far a
+        # run has trained is its latest training record, not its latest evaluation (it
+        # resumes from its latest checkpoint, which can be earlier still).
         reached = max([last_step] + [s for s, _ in _trace(wd, "loss", split="train_step")])
         status = (f"running / stopped at step {reached:,} of {steps:,} (last test evaluation "
                   f"at {last_step:,})")
