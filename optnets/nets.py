@@ -23,6 +23,7 @@ from optnets import kernels
 COEFFICIENT_MODES = ("constant", "algorithm", "learned")
 FC_STRUCTURES = ("gd", "hb", "agd", "agd2", "admm",
                  "hb_relaxed", "agd_relaxed", "agd2_relaxed", "admm_relaxed")
+ADMM_STARTS = ("input", "zero")  # x'_0 of iteration (14): x_0, or 0
 
 
 def _check(name, value, accepted):
@@ -101,14 +102,16 @@ def _history_step(buffers, k, news):
 def fc_structure(x0: jnp.ndarray, *, structure: str, depth: int, activation: str = "sigmoid",
                  shared: bool = False, hb_beta: float = 0.3, coefficients: str = "algorithm",
                  beta1: float = 1.0, beta2: float = 0.0, alpha: float = 1.0, beta: float = 0.0,
-                 with_bias: bool = False) -> jnp.ndarray:
+                 with_bias: bool = False, admm_start: str = "input") -> jnp.ndarray:
   """Runs `depth` layers of an optimization-inspired structure on x0 [B, d].
 
   structure:
     gd (7) x_{k+1} = Phi(W_k x_k);  hb (11) + hb_beta (x_k - x_{k-1});
     agd (12) x_{k+1} = Phi(W_k (x_k + beta_k (x_k - x_{k-1}))) with Nesterov beta_k;
     agd2 (13) x_{k+1} = sum_j h_{k+1,j} Phi(W_j x_j) + x_k - sum_j h_{k+1,j} x_j;
-    admm (14) two paths x', x (x'_0 = x_0), both through W_k; output x_depth;
+    admm (14) two paths x', x, both through W_k; output x_depth; the paper does not
+    give x'_0: admm_start="input" starts both paths at the input (x'_0 = x_0),
+    "zero" starts the x' path at 0;
     hb_relaxed (16), agd_relaxed (17), agd2_relaxed (18), admm_relaxed (20) with
     `coefficients` constant (beta1/beta2, alpha/beta), algorithm (the values of
     (11)/(12)/(13); not defined for (20)) or learned (initialised at the
@@ -127,6 +130,7 @@ def fc_structure(x0: jnp.ndarray, *, structure: str, depth: int, activation: str
   """
   _check("structure", structure, FC_STRUCTURES)
   _check("coefficients", coefficients, COEFFICIENT_MODES)
+  _check("admm_start", admm_start, ADMM_STARTS)
   if depth < 1:
     raise ValueError(f"depth must be >= 1, got {depth}.")
   if structure == "admm_relaxed" and coefficients == "algorithm":
@@ -209,7 +213,8 @@ def fc_structure(x0: jnp.ndarray, *, structure: str, depth: int, activation: str
       x_new = 0.5 * (t(x, w, b) + xp_new + lam)
       return (xp_new, x_new, lam + (xp_new - x_new)), None
 
-    (_, x, _), _ = lax.scan(layer, (x0, x0, jnp.zeros_like(x0)), (ws, bs))
+    xp0 = x0 if admm_start == "input" else jnp.zeros_like(x0)
+    (_, x, _), _ = lax.scan(layer, (xp0, x0, jnp.zeros_like(x0)), (ws, bs))
     return x
 
   # admm_relaxed, eq. (20)

@@ -100,37 +100,94 @@ def test_table2_report_reference_reads_the_cells_training_set():
   assert abs(ref["zero"] - 1.0) < 0.01  # 1M standard normal targets
 
 
+def _fake_sim_train(mse_of, trained, stop_after=None):
+  """A ctx.train stand-in: the MSE of a run is mse_of(name, lr); Stop after n table cells."""
+
+  class Stop(Exception):
+    pass
+
+  def train(spec, overrides, name, seed):
+    if not name.startswith("select"):
+      if stop_after is not None and len(trained) == stop_after:
+        raise Stop
+      trained.append(name)
+    return {"final": {"train_mse": mse_of(name, overrides["optimizer.learning_rate"])}}
+  return train, Stop
+
+
+def test_table2_selection_shares_one_rate_stable_for_every_structure(tmp_path, monkeypatch):
+  """The rate minimises the mean over structures, among rates no structure diverged at."""
+  from experiments import reproduce, train
+  from experiments.tables import optnets as optnets_tables
+  ctx = reproduce.Context(id="optnets_table2", out=str(tmp_path), quick=True)
+  bracket = (0.001, 0.01, 0.1)
+  # gd is best at 0.001 on its own, the others at 0.01; admm diverges at 0.1 where the
+  # others would be lowest.
+  table = {"gd": (1.0, 1.3, 0.9), "admm": (1.2, 1.1, None), "hb": (1.2, 1.1, 0.8),
+           "agd": (1.2, 1.1, 0.8), "agd2": (1.2, 1.1, 0.8)}
+
+  def fake(spec, overrides, name, seed):
+    assert seed == 100 and overrides["dataset.kwargs.draw"] == 1 and overrides["depth"] == 20
+    v = table[overrides["structure"]][bracket.index(overrides["optimizer.learning_rate"])]
+    if v is None:
+      raise train.TrainingDiverged("nan", step=3)
+    return {"final": {"train_mse": v}}
+
+  monkeypatch.setattr(ctx, "train", fake)
+  lr, rows = optnets_tables.select_shared_lr(ctx, "spec", 20, bracket, 2.0, "")
+  assert lr == 0.01  # mean 1.14 at 0.01 beats 1.16 at 0.001; 0.1 is out (admm diverged)
+  assert rows[-1] == ["mean", "1.16000", "1.14000", "diverged"]
+  assert rows[0][0] == "ADMM" and rows[0][3] == "diverged"
+
+
 def test_table2_writes_a_partial_report_after_every_cell(tmp_path, monkeypatch):
   """A session stopped after two cells leaves a report with those two and '-' elsewhere."""
   from experiments import reproduce
   from experiments.tables import optnets as optnets_tables
   ctx = reproduce.Context(id="optnets_table2", out=str(tmp_path), quick=True)
   trained = []
-
-  class Stop(Exception):
-    pass
-
-  def fake_grid(spec, grid, select, overrides, name, seed):
-    lrs = grid["optimizer.learning_rate"]
-    results = [({"optimizer.learning_rate": v}, {"final": {"train_mse": 1.0 + v}}) for v in lrs]
-    return None, {"optimizer.learning_rate": lrs[0]}, results
-
-  def fake_train(spec, overrides, name, seed):
-    if len(trained) == 2:
-      raise Stop
-    trained.append(name)
-    return {"final": {"train_mse": 0.5 + len(trained) / 1000}}
-
-  monkeypatch.setattr(ctx, "grid", fake_grid)
-  monkeypatch.setattr(ctx, "train", fake_train)
+  fake, stop = _fake_sim_train(lambda name, lr: 1.0 + lr if name.startswith("select")
+                               else 0.5 + len(trained) / 1000, trained, stop_after=2)
+  monkeypatch.setattr(ctx, "train", fake)
   monkeypatch.setattr(optnets_tables, "training_set_reference",
                       lambda spec: {"zero": 1.0, "constant": 0.9})
-  with pytest.raises(Stop):
+  with pytest.raises(stop):
     optnets_tables.run_table2(ctx)
   assert trained == ["admm_d40", "gd_d40"]  # depth 40 first, the paper's comparison point
   report = (tmp_path / "optnets_table2_partial.md").read_text()
   depth40 = next(line for line in report.splitlines() if line.startswith("| 40 "))
+  smallest = f"{min(optnets_tables.LR_BRACKET):g}"
+  assert depth40.startswith(f"| 40 | {smallest} |")  # lowest mean selection MSE: 1 + lr
   assert "1.07749 / 0.50100" in depth40 and "1.00653 / 0.50200" in depth40
   assert "1.00457 / -" in depth40  # hb not run yet
-  assert "measured admm < gd;" in report
+  assert "measured ADMM" not in report  # no order until all five structures ran
   assert (tmp_path / "optnets_table2_curves.png").exists()
+
+
+def test_table2_report_orders_and_spreads(tmp_path, monkeypatch):
+  """Full run with fake cells: order lines, mean +- std over 3 seeds at depth 40, ablations."""
+  from experiments import reproduce
+  from experiments.tables import optnets as optnets_tables
+  ctx = reproduce.Context(id="optnets_table2", out=str(tmp_path), quick=True)
+  trained = []
+  cell_mse = {"admm": 1.07, "gd": 1.006, "hb": 1.004, "agd": 1.002, "agd2": 0.9996}
+
+  def mse_of(name, lr):
+    if name.startswith("select"):
+      return 1.0 + lr
+    base = cell_mse[name.split("_")[1] if name.startswith("adam") else name.split("_")[0]]
+    seed = int(name.rsplit("seed", 1)[1]) if "seed" in name else 0
+    return base + 0.001 * seed + (0.5 if name.startswith("adam") else 0.0)
+
+  fake, _ = _fake_sim_train(mse_of, trained)
+  monkeypatch.setattr(ctx, "train", fake)
+  monkeypatch.setattr(optnets_tables, "training_set_reference", lambda spec: {"zero": 1.0})
+  report = optnets_tables.run_table2(ctx)
+  assert len(trained) == 4 * 5 + 5 + 1 + 2 * 5  # cells, Adam, ADMM start, two more seeds
+  assert "- depth 40: paper AGD2 < AGD < HB < GD < ADMM / measured AGD2 < AGD < HB < GD < ADMM" \
+      in report
+  depth40 = next(line for line in report.splitlines() if line.startswith("| 40 "))
+  assert "1.00653 / 1.00700 ± 0.00100 (n=3)" in depth40  # gd: 1.006, 1.007, 1.008
+  assert "| Adam | 1.57000 |" in report
+  assert "depth-10 SGD rate): 1.07000" in report
+  assert (tmp_path / "optnets_table2_partial.md").read_text() == report

@@ -64,11 +64,12 @@ def test_agd2_is_agd_in_y_coordinates():
   np.testing.assert_allclose(f.apply(p, None, x), _manual(p, x, agd_y), rtol=1e-4, atol=1e-5)
 
 
-def test_admm_matches_eq14():
-  f, p, x = _fc("admm")
+@pytest.mark.parametrize("start", nets.ADMM_STARTS)
+def test_admm_matches_eq14(start):
+  f, p, x = _fc("admm", admm_start=start)
 
   def admm(t, x):
-    xps, xs = [x], [x]
+    xps, xs = [x if start == "input" else jnp.zeros_like(x)], [x]
     for k in range(DEPTH):
       lam = sum((xps[i] - xs[i] for i in range(1, k + 1)), jnp.zeros_like(x))
       xp = 0.5 * (t(xps[k]) + xs[k] - lam)
@@ -78,6 +79,24 @@ def test_admm_matches_eq14():
     return xs[-1]
 
   np.testing.assert_allclose(f.apply(p, None, x), _manual(p, x, admm), rtol=1e-5, atol=1e-6)
+
+
+def test_admm_start_is_forgotten_with_depth():
+  """x'_0 (not given by the paper) changes a shallow ADMM net's output, not a deep one's."""
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((50, 100)), jnp.float32)
+
+  def gap(depth):
+    outs = []
+    for start in nets.ADMM_STARTS:
+      f = hk.transform(lambda v: nets.fc_structure(v, structure="admm", depth=depth,
+                                                   admm_start=start))
+      outs.append(f.apply(f.init(jax.random.PRNGKey(0), x), None, x))
+    return float(jnp.max(jnp.abs(outs[0] - outs[1])))
+
+  assert gap(1) > 0.05 and gap(10) > 1e-5
+  assert gap(20) < 1e-5
+  with pytest.raises(ValueError, match="admm_start"):
+    nets.fc_structure(x, structure="admm", depth=2, admm_start="ones")
 
 
 @pytest.mark.parametrize("exact,relaxed", [("hb", "hb_relaxed"), ("agd", "agd_relaxed"),
