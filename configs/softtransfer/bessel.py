@@ -46,6 +46,7 @@ def get_config(arg: str = ""):
   c.eval_splits = ("test", "train")
   c.dataset.kwargs.noise_std = 0.08
   c.dataset.kwargs.split_seed = 0
+  c.dataset.kwargs.input_scale = 1.0  # network input = input_scale * x (1: raw x in [-80, 80])
   if "validation" in args:  # model selection: 150 train / 50 held-out noisy training points
     c.dataset.kwargs.validation = 50
     c.dataset.num_train = 150

@@ -39,6 +39,9 @@ def get_config(arg: str = ""):
                                 batch_size=256, train_steps=steps, eval_every=500, log_every=25)
   c.model.name = "softtransfer.one_neuron"
   c.model.weight_init = 6.0
+  c.model.copies = 1  # > 1: that many independent neurons (gate draws) in one run
+  c.dataset.kwargs.copies = c.model.get_ref("copies")
+  c.loss.sum_over_features = True  # each copy gets its own mse gradient (= the mse for 1 copy)
   common["add_transfer_fields"](c, "resin_to_sin", gamma=0.01)
   c.optimizer.name = "sgd"
   c.optimizer.learning_rate = 0.05
