@@ -18,10 +18,14 @@ validation draws of log alpha, then reports the success rate (w = 2 with the
 sin gate) over 100 draws (`--config.model.copies=100`: 100 independent neurons
 in one run) for both gate-noise modes (`--config.model.gate_noise=example` or
 `batch`) at 6000 and 20000 steps, with 95% Wilson intervals
-(softtransfer/README.md).
+(softtransfer/README.md). Measured there: sin stops at w = 6.16 (mse 0.977);
+resin -> sin (lr 0.08, gamma 0.01) reaches w = 2 with the sin gate in 56/100
+draws [0.46, 0.65] at 6000 steps and 61/100 at 20000 (noise per example),
+45/100 and 52/100 with noise per batch: every start with log alpha in
+[8, 9.5) succeeds, none below 7.5.
 
 Defaults here: full batch (256 grid points), SGD with Nesterov momentum 0.9 at
-lr 0.05, gamma = 0.01, no weight decay, 6000 steps (~20 s on CPU); the paper
+lr 0.08, gamma = 0.01, no weight decay, 6000 steps (~20 s on CPU); the paper
 gives no optimiser for this toy.
 """
 
@@ -44,7 +48,7 @@ def get_config(arg: str = ""):
   c.loss.sum_over_features = True  # each copy gets its own mse gradient (= the mse for 1 copy)
   common["add_transfer_fields"](c, "resin_to_sin", gamma=0.01)
   c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.05
+  c.optimizer.learning_rate = 0.08  # selected on validation draws (softtransfer_fig1)
   c.optimizer.momentum = 0.9
   c.optimizer.nesterov = True
   c.optimizer.schedule.name = "constant"
