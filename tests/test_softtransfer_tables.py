@@ -25,9 +25,10 @@ def test_reference_baselines_against_independent_computations():
   x_te, y_te = tables._split_arrays(BESSEL, "test")
   np.testing.assert_allclose(x_tr, data.bessel_split()["train"], atol=1e-4)  # sorted, unscaled
   assert 0.06 < np.std(y_tr - scipy.special.j0(x_tr)) < 0.1  # the runs' noisy labels
-  interp = scipy.interpolate.interp1d(x_tr, y_tr, bounds_error=False, fill_value=(y_tr[np.argmin(x_tr)],
-                                                                                   y_tr[np.argmax(x_tr)]))
-  assert values["interpolation"] == pytest.approx(np.mean((interp(x_te) - y_te) ** 2), rel=1e-5)
+  def interp(x, y, xq):  # constant beyond the ends, like np.interp
+    ends = (y[np.argmin(x)], y[np.argmax(x)])
+    return scipy.interpolate.interp1d(x, y, bounds_error=False, fill_value=ends)(xq)
+  assert values["interpolation"] == pytest.approx(np.mean((interp(x_tr, y_tr, x_te) - y_te) ** 2), rel=1e-5)
   from sklearn.kernel_ridge import KernelRidge
   xv, yv = tables._split_arrays(BESSEL + ":validation", "train")
   xh, yh = tables._split_arrays(BESSEL + ":validation", "test")
@@ -38,8 +39,12 @@ def test_reference_baselines_against_independent_computations():
   scores = {(ls, r): np.mean((sk(xv, yv, xh, ls, r) - yh) ** 2)
             for ls in tables.KRR_LENGTH_SCALES for r in tables.KRR_RIDGES}
   ls, ridge = min(scores, key=scores.get)
-  assert values["kernel_ridge"] == pytest.approx(np.mean((sk(x_tr, y_tr, x_te, ls, ridge) - y_te) ** 2), rel=1e-4)
+  krr_test = np.mean((sk(x_tr, y_tr, x_te, ls, ridge) - y_te) ** 2)
+  assert values["kernel_ridge"] == pytest.approx(krr_test, rel=1e-4)
   assert f"length scale {ls}, ridge {ridge}" in rows[2][1]
+  assert values["valid_kernel_ridge"] == pytest.approx(scores[(ls, ridge)], rel=1e-4)
+  assert values["valid_constant"] == pytest.approx(np.var(yh), rel=1e-6)
+  assert values["valid_interpolation"] == pytest.approx(np.mean((interp(xv, yv, xh) - yh) ** 2), rel=1e-5)
   # The data allow a good fit: both references are far below the constant predictor.
   assert values["kernel_ridge"] < values["interpolation"] < 0.5 * values["constant"]
 

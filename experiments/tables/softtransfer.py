@@ -339,7 +339,8 @@ def kernel_ridge_predict(x_train: np.ndarray, y_train: np.ndarray, x: np.ndarray
 
 def reference_baselines(config: str, valid_config: str) -> tuple[list[list], dict]:
   """Test MSE of the constant predictor, linear interpolation and kernel ridge (its length scale and
-  ridge chosen on the validation split), and their training MSE on the noisy labels."""
+  ridge chosen on the validation split), their training MSE on the noisy labels, and the same
+  three on the validation split (`valid_*`)."""
   x_tr, y_tr = _split_arrays(config, "train")
   x_te, y_te = _split_arrays(config, "test")
   xv_tr, yv_tr = _split_arrays(valid_config, "train")
@@ -350,7 +351,10 @@ def reference_baselines(config: str, valid_config: str) -> tuple[list[list], dic
   _, ls, ridge = krr
   values = {"constant": float(np.var(y_te)),
             "interpolation": mse(interpolation_predict(x_tr, y_tr, x_te), y_te),
-            "kernel_ridge": mse(kernel_ridge_predict(x_tr, y_tr, x_te, ls, ridge), y_te)}
+            "kernel_ridge": mse(kernel_ridge_predict(x_tr, y_tr, x_te, ls, ridge), y_te),
+            "valid_constant": float(np.var(yv_va)),
+            "valid_interpolation": mse(interpolation_predict(xv_tr, yv_tr, xv_va), yv_va),
+            "valid_kernel_ridge": krr[0]}
   rows = [["constant predictor (test targets' variance)", "-", reproduce.fmt(values["constant"]),
            reproduce.fmt(float(np.var(y_tr)))],
           ["linear interpolation of the noisy training points", "-", reproduce.fmt(values["interpolation"]),
@@ -462,16 +466,17 @@ def run_fig2(ctx: reproduce.Context) -> str:
     return rows
 
   results, workdirs, curves = test_runs(chosen, seeds)
-  rows = test_rows(results, chosen)
-  for label, key in (("constant predictor", "constant"), ("linear interpolation", "interpolation"),
-                     ("kernel ridge", "kernel_ridge")):
-    rows.append([label, "reference", "-", f"{baselines[key]:.4f}", "-", "-", "-"])
+  references = [[label, "reference", "-", f"{baselines[key]:.4f}", "-", "-", "-"]
+                for label, key in (("constant predictor", "constant"),
+                                   ("linear interpolation", "interpolation"),
+                                   ("kernel ridge", "kernel_ridge"))]
+  rows = test_rows(results, chosen) + references
   # 4. Context: each network at its best validation point with the paper's initialisation (first
   #    stage only), on fewer seeds: the setting whose failure modes the paper describes.
   paper_points = {v: min((r for r in valid[v] if r[0]["model.init_scheme"] == "paper"),
                          key=lambda r: score(r[1]))[0] for v in FIG2_NETWORKS}
   paper_results, _, _ = test_runs(paper_points, seeds[:FIG2_PAPER_INIT_SEEDS])
-  paper_rows = test_rows(paper_results, paper_points)
+  paper_rows = test_rows(paper_results, paper_points) + references
   test_mse = lambda v, i: np.inf if results[v][i] is None else results[v][i]["final"]["test_mse"]
   wins = sum(min(FIG2_NETWORKS, key=lambda v: test_mse(v, i)) == "resin_to_sin" for i in range(len(seeds)))
   means = {v: np.mean([test_mse(v, i) for i in range(len(seeds))]) for v in FIG2_NETWORKS}
@@ -528,6 +533,9 @@ def run_fig2(ctx: reproduce.Context) -> str:
             "every hidden bias U(-pi, pi); torch = PyTorch's nn.Linear default, weights and biases "
             "U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Input scale 1: raw x in [-80, 80]; 0.0125: x / 80.\n\n"
           + reproduce.markdown_table(headers, search_rows)
+          + f"\nThe same split's references: constant predictor (held-out labels' variance) "
+            f"{baselines['valid_constant']:.4f}, linear interpolation {baselines['valid_interpolation']:.4f}, "
+            f"kernel ridge {baselines['valid_kernel_ridge']:.4f}.\n"
           + "\nSecond stage, resin->sin at its best first-stage point: the transfer's strength and the "
             "gates' own learning rate / weight decay (validation mse, train mse, final mean test gate):\n\n"
           + reproduce.markdown_table(["gate option", "validation mse", "train mse", "mean test gate", ""],
