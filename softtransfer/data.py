@@ -18,15 +18,19 @@ def _check_split(split: str) -> None:
 
 
 def sin2x(rng: np.random.Generator, num_examples: int, split: str, *, low: float = -2 * np.pi,
-          high: float = 2 * np.pi, sampling: str = "grid") -> dict:
+          high: float = 2 * np.pi, sampling: str = "grid", copies: int = 1) -> dict:
   """sin(2x) on [low, high] (figure 1; default [-2 pi, 2 pi]).
 
   sampling="grid": `num_examples` evenly spaced points (deterministic);
-  "uniform": points drawn uniformly with `rng`. Noise-free labels.
+  "uniform": points drawn uniformly with `rng`. Noise-free labels, repeated
+  `copies` times along the last axis ([N, copies]) for that many independent
+  toy neurons trained side by side (`nets.one_neuron(copies=...)`).
   """
   _check_split(split)
   if num_examples <= 0:
     raise ValueError(f"sin2x needs num_examples > 0, got {num_examples}")
+  if int(copies) < 1:
+    raise ValueError(f"sin2x copies must be an integer >= 1, got {copies}")
   if sampling == "grid":
     x = np.linspace(low, high, num_examples)
   elif sampling == "uniform":
@@ -34,7 +38,7 @@ def sin2x(rng: np.random.Generator, num_examples: int, split: str, *, low: float
   else:
     raise ValueError(f"sampling {sampling!r} not in ('grid', 'uniform')")
   x = x.astype(np.float32)[:, None]
-  return {"inputs": x, "labels": np.sin(2 * x).astype(np.float32)}
+  return {"inputs": x, "labels": np.repeat(np.sin(2 * x).astype(np.float32), int(copies), axis=1)}
 
 
 def bessel_split(num_points: int = 400, low: float = -80.0, high: float = 80.0,
@@ -70,6 +74,8 @@ def bessel(rng: np.random.Generator, num_examples: int, split: str, *, num_point
   training data; the test half is not used at all.
   """
   _check_split(split)
+  if not 0 < input_scale < np.inf:
+    raise ValueError(f"bessel input_scale must be a finite number > 0, got {input_scale}")
   x = bessel_split(num_points, low, high, split_seed)["train" if validation else split]
   if validation:
     if not 0 < validation < len(x):

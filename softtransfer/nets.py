@@ -10,7 +10,9 @@ Shared keyword arguments:
     copy, line, bern, resin_to_sin, tanh_to_sin, relu_to_sin).
   train_steps: training length; needed by copy / line / bern.
   granularity, gamma, beta, xi, zeta, log_alpha_init_mean, log_alpha_init_std,
-    gate_init_space, gate_noise: see `transfer.GateConfig`.
+    gate_init_space, gate_noise, gate_lr_multiplier, gate_weight_decay: see
+    `transfer.GateConfig`.
+  init_scheme: paper | phase | torch, see `transfer.weight_init` / `bias_init`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from softtransfer.transfer import GateConfig, Transfer
 _DEFAULTS = dict(train_steps=None, granularity="neuron", gamma=1e-2, beta=gates.BETA, xi=gates.XI,
                  zeta=gates.ZETA, log_alpha_init_mean=gates.LOG_ALPHA_INIT_MEAN,
                  log_alpha_init_std=gates.LOG_ALPHA_INIT_STD, gate_init_space="log_alpha",
-                 gate_noise="example")
+                 gate_noise="example", gate_lr_multiplier=1.0, gate_weight_decay=0.0,
+                 init_scheme="paper")
 
 
 def _split_gate_kwargs(activation: str, kwargs: dict):
@@ -38,26 +41,43 @@ def _split_gate_kwargs(activation: str, kwargs: dict):
                      f"{sorted(_DEFAULTS)}")
   merged = dict(_DEFAULTS, **kwargs)
   train_steps = merged.pop("train_steps")
+  init_scheme = merged.pop("init_scheme")
   cfg = GateConfig(noise=merged.pop("gate_noise"), init_space=merged.pop("gate_init_space"),
-                   **merged)
+                   lr_multiplier=merged.pop("gate_lr_multiplier"),
+                   weight_decay=merged.pop("gate_weight_decay"), **merged)
   # Validate the variant (and train_steps for the baselines) when the model is built.
-  Transfer(activation, is_training=False, step=0, train_steps=train_steps, gate_config=cfg)
+  Transfer(activation, is_training=False, step=0, train_steps=train_steps, gate_config=cfg,
+           init_scheme=init_scheme)
   return lambda is_training, step: Transfer(activation, is_training=is_training, step=step,
-                                            train_steps=train_steps, gate_config=cfg)
+                                            train_steps=train_steps, gate_config=cfg,
+                                            init_scheme=init_scheme)
 
 
-def one_neuron(*, activation: str = "resin_to_sin", weight_init: float = 6.0, **gate_kwargs):
+def one_neuron(*, activation: str = "resin_to_sin", weight_init: float = 6.0, copies: int = 1,
+               **gate_kwargs):
   """The toy model of figure 1: y = sigma_z(w x), one neuron, scalar weight w (init 6).
 
   Inputs [B, 1]; stats report the weight as `weight`. The weight's leaf name
   is `weight`, so the framework's default weight decay (leaf name `w`) skips it.
+
+  `copies` > 1 trains that many independent toy neurons side by side: weight
+  [copies], one gate each (granularity `neuron`), output [B, copies]; with the
+  loss summed over outputs (`loss.sum_over_features`) every copy gets exactly
+  its own gradient, so one run gives `copies` draws of the gate's
+  initialisation and noise. `weight` is then the mean over copies.
   """
+  if int(copies) < 1:
+    raise ValueError(f"one_neuron copies must be an integer >= 1, got {copies}")
+  if int(copies) > 1 and gate_kwargs.get("granularity", "neuron") != "neuron":
+    raise ValueError("one_neuron with copies > 1 needs granularity 'neuron' (one gate per copy), got "
+                     f"{gate_kwargs['granularity']!r}")
   make = _split_gate_kwargs(activation, gate_kwargs)
+  shape = () if int(copies) == 1 else (int(copies),)
 
   def forward(inputs, *, is_training: bool, step):
     t = make(is_training, step)
-    w = hk.get_parameter("weight", (), jnp.float32, init=hk.initializers.Constant(weight_init))
-    return t.outputs(t(w * inputs), {"weight": w})
+    w = hk.get_parameter("weight", shape, jnp.float32, init=hk.initializers.Constant(weight_init))
+    return t.outputs(t(w * inputs), {"weight": jnp.mean(w)})
 
   return forward
 
@@ -66,9 +86,10 @@ def mlp(*, activation: str = "resin_to_sin", hidden_sizes: Sequence[int] = (400,
         output_size: int = 1, **gate_kwargs):
   """Fully connected network (400x400x400 for the Bessel experiment, section 4.3).
 
-  Hidden layers use the variant's initialisation (sin: W ~ N(0, 0.1^2),
-  b ~ U(-pi, pi); others Kaiming, b = 0); the linear read-out has the
-  variant's weight initialisation and a zero bias (its bias is no phase).
+  Hidden layers use the variant's initialisation (`init_scheme` paper: sin
+  W ~ N(0, 0.1^2), b ~ U(-pi, pi); others Kaiming, b = 0); the linear read-out
+  has the variant's weight initialisation and a zero bias (its bias is no
+  phase; torch's U(-1/sqrt(fan_in), 1/sqrt(fan_in)) under `init_scheme="torch"`).
   """
   make = _split_gate_kwargs(activation, gate_kwargs)
   if not hidden_sizes or any(int(h) <= 0 for h in hidden_sizes):
@@ -78,8 +99,9 @@ def mlp(*, activation: str = "resin_to_sin", hidden_sizes: Sequence[int] = (400,
     t = make(is_training, step)
     h = inputs.reshape(inputs.shape[0], -1)
     for i, size in enumerate(hidden_sizes):
-      h = t(hk.Linear(int(size), w_init=t.w_init(), b_init=t.b_init(), name=f"linear_{i}")(h))
-    out = hk.Linear(output_size, w_init=t.w_init(), name="readout")(h)
+      h = t(hk.Linear(int(size), w_init=t.w_init(), b_init=t.b_init(h.shape[-1]), name=f"linear_{i}")(h))
+    out = hk.Linear(output_size, w_init=t.w_init(), b_init=t.b_init(h.shape[-1], hidden=False),
+                    name="readout")(h)
     return t.outputs(out)
 
   return forward
@@ -96,13 +118,17 @@ def lenet5(*, activation: str = "resin_to_sin", num_classes: int = 10, **gate_kw
   def forward(inputs, *, is_training: bool, step):
     t = make(is_training, step)
     pool = lambda h: hk.max_pool(h, window_shape=(1, 2, 2, 1), strides=(1, 2, 2, 1), padding="VALID")
+    conv = lambda c, pad, name, h: hk.Conv2D(c, 5, padding=pad, w_init=t.w_init(),
+                                             b_init=t.b_init(25 * h.shape[-1]), name=name)(h)
+    dense = lambda n, name, h, hidden=True: hk.Linear(n, w_init=t.w_init(),
+                                                      b_init=t.b_init(h.shape[-1], hidden), name=name)(h)
     h = inputs
-    h = pool(t(hk.Conv2D(6, 5, padding="SAME", w_init=t.w_init(), b_init=t.b_init(), name="conv1")(h)))
-    h = pool(t(hk.Conv2D(16, 5, padding="VALID", w_init=t.w_init(), b_init=t.b_init(), name="conv2")(h)))
+    h = pool(t(conv(6, "SAME", "conv1", h)))
+    h = pool(t(conv(16, "VALID", "conv2", h)))
     h = h.reshape(h.shape[0], -1)
-    h = t(hk.Linear(120, w_init=t.w_init(), b_init=t.b_init(), name="fc1")(h))
-    h = t(hk.Linear(84, w_init=t.w_init(), b_init=t.b_init(), name="fc2")(h))
-    return t.outputs(hk.Linear(num_classes, w_init=t.w_init(), name="logits")(h))
+    h = t(dense(120, "fc1", h))
+    h = t(dense(84, "fc2", h))
+    return t.outputs(dense(num_classes, "logits", h, hidden=False))
 
   return forward
 
@@ -145,6 +171,7 @@ def resnet(*, depth: int = 20, activation: str = "relu_to_sin", num_classes: int
           shortcut = jnp.pad(shortcut, ((0, 0), (0, 0), (0, 0), (pad // 2, pad - pad // 2)))
         h = t(r + shortcut)
     h = jnp.mean(h, axis=(1, 2))
-    return t.outputs(hk.Linear(num_classes, w_init=t.w_init(), name="logits")(h))
+    return t.outputs(hk.Linear(num_classes, w_init=t.w_init(), b_init=t.b_init(h.shape[-1], hidden=False),
+                               name="logits")(h))
 
   return forward

@@ -25,11 +25,20 @@ Gate granularity (section 3.4): `neuron` (one log alpha per unit / channel,
 the last axis of the activation), `layer` (one per activation layer) or
 `shared` (one for the whole network). The structural risk sums over distinct
 gate parameters.
+
+Initialisation schemes (`INIT_SCHEMES`, see `weight_init` / `bias_init`):
+`paper` (section 4.2: sin N(0, 0.1^2) weights and U(-pi, pi) biases, Kaiming
+normal weights and zero biases otherwise), `phase` (the same weights, every
+hidden bias U(-pi, pi): a uniform phase over one period for every variant) and
+`torch` (PyTorch's default for `nn.Linear` / `nn.Conv2d`, which the authors'
+framework applies unless told otherwise: weights and biases
+U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Optional
 
@@ -47,6 +56,7 @@ VARIANTS = FIXED + BASELINES + SOFT
 GRANULARITIES = ("neuron", "layer", "shared")
 NOISE = ("example", "batch")
 INIT_SPACES = ("log_alpha", "alpha")
+INIT_SCHEMES = ("paper", "phase", "torch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +68,14 @@ class GateConfig:
   (our reading, see `gates`), `"alpha"` draws alpha ~ N(mean, std) and takes its
   log (the literal reading: log alpha ~ log 8 = 2.08, std ~ 1/8);
   `noise="example"` draws independent gate noise for every example of the
-  batch (as the L0 reference code does), `"batch"` one draw per step.
+  batch (the L0 reference code's `local_rep=True`), `"batch"` one draw per
+  gate and step, shared by the batch (that code's default, `local_rep=False`).
+  `lr_multiplier` scales the gradient that reaches log alpha (with SGD, the
+  optimiser of these configs, that is a learning rate of lr_multiplier x lr
+  for the gates, as a PyTorch parameter group would give); `weight_decay` adds
+  weight_decay / 2 * sum(log alpha^2) to the penalty, i.e. PyTorch's
+  `weight_decay` applied to the gate parameters (it pulls log alpha towards
+  0, the middle of the gate's range, independently of gamma).
   """
   granularity: str = "neuron"
   gamma: float = 1e-2
@@ -69,6 +86,8 @@ class GateConfig:
   log_alpha_init_std: float = gates.LOG_ALPHA_INIT_STD
   init_space: str = "log_alpha"
   noise: str = "example"
+  lr_multiplier: float = 1.0
+  weight_decay: float = 0.0
 
   def __post_init__(self):
     if self.granularity not in GRANULARITIES:
@@ -82,6 +101,10 @@ class GateConfig:
       raise ValueError(f"gate noise {self.noise!r} not in {NOISE}")
     if not self.gamma >= 0:
       raise ValueError(f"structural risk weight gamma must be >= 0, got {self.gamma}")
+    if not 0 <= self.lr_multiplier < math.inf:
+      raise ValueError(f"gate_lr_multiplier must be a finite number >= 0, got {self.lr_multiplier}")
+    if not 0 <= self.weight_decay < math.inf:
+      raise ValueError(f"gate_weight_decay must be a finite number >= 0, got {self.weight_decay}")
     gates.check_gate_hyperparameters(self.beta, self.xi, self.zeta)
 
 
@@ -98,7 +121,12 @@ def parse_variant(variant: str) -> tuple[str, Optional[str], Optional[str]]:
                    f"or '<a>_to_<b>' with a, b in {sorted(acts.ACTIVATIONS)}")
 
 
-def weight_init(variant: str, fan_in_axes=None) -> hk.initializers.Initializer:
+def check_init_scheme(init_scheme: str) -> None:
+  if init_scheme not in INIT_SCHEMES:
+    raise ValueError(f"init_scheme {init_scheme!r} not in {INIT_SCHEMES}")
+
+
+def weight_init(variant: str, init_scheme: str = "paper", fan_in_axes=None) -> hk.initializers.Initializer:
   """Weights: N(0, 0.1^2) for the sin network, Kaiming (He) normal otherwise (section 4.2).
 
   0.1 is read as the standard deviation: the authors used PyTorch, whose
@@ -106,17 +134,54 @@ def weight_init(variant: str, fan_in_axes=None) -> hk.initializers.Initializer:
   400-wide sin layer has pre-activation variance 400 * 0.01 * E[sin^2] ~ 2
   (std 1.4, about a quarter period), whereas variance 0.1 (std 0.32) would
   give std 4.5, i.e. phases spread over more than a full period per layer.
+  `init_scheme="torch"`: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every variant
+  (PyTorch's default, kaiming_uniform_ with a = sqrt(5)); "phase" keeps the
+  paper's weights.
   """
+  check_init_scheme(init_scheme)
+  if init_scheme == "torch":
+    return hk.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform", fan_in_axes=fan_in_axes)
   if variant == "sin":
     return hk.initializers.RandomNormal(stddev=0.1)
   return hk.initializers.VarianceScaling(2.0, "fan_in", "normal", fan_in_axes=fan_in_axes)
 
 
-def bias_init(variant: str) -> hk.initializers.Initializer:
-  """Biases: U(-pi, pi) for the sin network (random phases), zero otherwise."""
-  if variant == "sin":
+def bias_init(variant: str, init_scheme: str = "paper", fan_in: Optional[int] = None,
+              hidden: bool = True) -> hk.initializers.Initializer:
+  """Biases of a layer with `fan_in` inputs; `hidden` False for the linear read-out.
+
+  paper: U(-pi, pi) (random phases) for the sin network's hidden layers, zero
+  otherwise; phase: U(-pi, pi) for every hidden layer of every variant (the
+  bias is the unit's phase: with zero biases and odd activations such as sin
+  and resin the whole network is an odd function of its input); torch:
+  U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every layer, read-out included.
+  """
+  check_init_scheme(init_scheme)
+  if init_scheme == "torch":
+    if fan_in is None or fan_in <= 0:
+      raise ValueError(f"init_scheme 'torch' needs the layer's fan_in > 0 for its biases, got {fan_in}")
+    bound = 1.0 / math.sqrt(fan_in)
+    return hk.initializers.RandomUniform(-bound, bound)
+  if hidden and (variant == "sin" or init_scheme == "phase"):
     return hk.initializers.RandomUniform(-math.pi, math.pi)
   return hk.initializers.Constant(0.0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def scale_gradient(x: jnp.ndarray, scale: float) -> jnp.ndarray:
+  """Identity in the forward pass; multiplies the incoming gradient by `scale`."""
+  return x
+
+
+def _scale_gradient_fwd(x, scale):
+  return x, None
+
+
+def _scale_gradient_bwd(scale, _, g):
+  return (g * scale,)
+
+
+scale_gradient.defvjp(_scale_gradient_fwd, _scale_gradient_bwd)
 
 
 def schedule_value(mode: str, step: jnp.ndarray, train_steps: int) -> jnp.ndarray:
@@ -136,14 +201,19 @@ class _Gate(hk.Module):
     init = hk.initializers.RandomNormal(cfg.log_alpha_init_std, cfg.log_alpha_init_mean)
     if cfg.init_space == "alpha":  # alpha ~ N(mean, std), kept positive, then log alpha
       init = lambda s, d, normal=init: jnp.log(jnp.maximum(normal(s, d), 1e-3))
-    return hk.get_parameter("log_alpha", shape, jnp.float32, init=init)
+    log_alpha = hk.get_parameter("log_alpha", shape, jnp.float32, init=init)
+    if cfg.lr_multiplier != 1.0:
+      log_alpha = scale_gradient(log_alpha, float(cfg.lr_multiplier))
+    return log_alpha
 
 
 class Transfer:
   """Activation factory for one forward pass of a network with `variant` units."""
 
   def __init__(self, variant: str, *, is_training: bool, step, train_steps: Optional[int] = None,
-               gate_config: Optional[GateConfig] = None):
+               gate_config: Optional[GateConfig] = None, init_scheme: str = "paper"):
+    check_init_scheme(init_scheme)
+    self.init_scheme = init_scheme
     self.variant = variant
     self.mode, mono, periodic = parse_variant(variant)
     self.monotonic = acts.get_activation(mono)
@@ -161,10 +231,10 @@ class Transfer:
     self._shared = None  # created by the first gated activation with granularity "shared"
 
   def w_init(self, fan_in_axes=None):
-    return weight_init(self.variant, fan_in_axes)
+    return weight_init(self.variant, self.init_scheme, fan_in_axes)
 
-  def b_init(self):
-    return bias_init(self.variant)
+  def b_init(self, fan_in: int, hidden: bool = True):
+    return bias_init(self.variant, self.init_scheme, fan_in, hidden)
 
   def _noise_shape(self, x, gate_shape):
     if self.cfg.noise == "batch":
@@ -202,11 +272,16 @@ class Transfer:
     return [self._shared] if self._shared is not None else list(self._log_alphas)
 
   def penalty(self) -> jnp.ndarray:
-    """Structural risk gamma * sum_i P(z_i != 0) (eq. 13); 0 without learned gates."""
+    """Structural risk gamma * sum_i P(z_i != 0) (eq. 13), plus the gates' weight decay
+    weight_decay / 2 * sum_i log alpha_i^2 when set; 0 without learned gates."""
     if self.mode != "soft":
       return jnp.zeros((), jnp.float32)
     c = self.cfg
-    return gates.structural_risk(self.all_log_alphas(), c.gamma, beta=c.beta, xi=c.xi, zeta=c.zeta)
+    las = self.all_log_alphas()
+    risk = gates.structural_risk(las, c.gamma, beta=c.beta, xi=c.xi, zeta=c.zeta)
+    if c.weight_decay:
+      risk = risk + 0.5 * c.weight_decay * sum(jnp.sum(jnp.square(la)) for la in las)
+    return risk
 
   def stats(self) -> dict:
     """Data-independent gate statistics (figure 3, top row).

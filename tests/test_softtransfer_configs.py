@@ -79,3 +79,25 @@ def test_table1_config_values_are_the_papers():
   assert c.model.train_steps == 77  # linked for copy / line / bern
   with pytest.raises(ValueError, match="accepted"):
     config_lib.load_config("configs/softtransfer/cifar_resnet.py:resnet21")
+
+
+def test_figure_configs_expose_the_ablation_keys_with_clear_errors():
+  from experiments import data
+  c = config_lib.load_config("configs/softtransfer/bessel.py", {
+      "dataset.kwargs.input_scale": 0.0125, "model.init_scheme": "torch", "model.gate_lr_multiplier": 10.0,
+      "model.gate_weight_decay": 1e-4, "model.gate_noise": "batch"})
+  model_lib.build_model(c.model)
+  batch = next(data.get_dataset(c).eval_batches("test", 200))
+  assert abs(batch["inputs"]).max() <= 1.0 + 1e-6  # x / 80
+  for key, bad, match in (("model.init_scheme", "kaiming", "init_scheme"),
+                          ("model.gate_lr_multiplier", -2.0, "gate_lr_multiplier"),
+                          ("model.gate_weight_decay", -1.0, "gate_weight_decay"),
+                          ("model.gate_noise", "step", "noise")):
+    with pytest.raises(ValueError, match=match):
+      model_lib.build_model(config_lib.load_config("configs/softtransfer/bessel.py", {key: bad}).model)
+  with pytest.raises(ValueError, match="input_scale"):
+    data.get_dataset(config_lib.load_config("configs/softtransfer/bessel.py", {"dataset.kwargs.input_scale": -1.0}))
+  c = config_lib.load_config("configs/softtransfer/sin2x.py", {"model.copies": 7})
+  assert c.dataset.kwargs.copies == 7 and c.loss.sum_over_features
+  with pytest.raises(ValueError, match="copies"):
+    model_lib.build_model(config_lib.load_config("configs/softtransfer/sin2x.py", {"model.copies": 0}).model)

@@ -242,3 +242,75 @@ def test_gate_init_space_alpha_reads_n81_as_alpha():
   assert abs(la.mean() - 8.0) < 0.2 and 0.85 < la.std() < 1.15
   with pytest.raises(ValueError, match="init_space"):
     models.MODELS["mlp"](activation="resin_to_sin", gate_init_space="logit")
+
+
+def test_init_schemes_phase_and_torch():
+  hidden = (300, 300)
+  p_phase, _ = _init(_mlp("resin", hidden_sizes=hidden, init_scheme="phase"))
+  p_paper, _ = _init(_mlp("resin", hidden_sizes=hidden))
+  b = np.asarray(p_phase["linear_1"]["b"])
+  assert b.min() >= -math.pi and b.max() <= math.pi and b.std() == pytest.approx(math.pi / math.sqrt(3), rel=0.1)
+  assert np.all(np.asarray(p_paper["linear_1"]["b"]) == 0)
+  for p in (p_phase, p_paper):  # the same (Kaiming) weights
+    assert np.asarray(p["linear_1"]["w"]).std() == pytest.approx(math.sqrt(2 / 300), rel=0.03)
+  assert np.all(np.asarray(p_phase["readout"]["b"]) == 0)  # the read-out's bias is no phase
+  for variant in ("sin", "resin_to_sin"):  # torch: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) everywhere
+    p, _ = _init(_mlp(variant, hidden_sizes=hidden, init_scheme="torch"))
+    for layer, fan_in in (("linear_0", 1), ("linear_1", 300), ("readout", 300)):
+      for leaf in ("w", "b"):
+        v = np.asarray(p[layer][leaf])
+        assert np.abs(v).max() <= 1 / math.sqrt(fan_in) + 1e-7
+        if v.size > 100:
+          assert v.std() == pytest.approx(1 / math.sqrt(3 * fan_in), rel=0.1)
+  with pytest.raises(ValueError, match="init_scheme"):
+    models.MODELS["mlp"](activation="sin", init_scheme="kaiming")
+
+
+def test_gate_lr_multiplier_scales_the_gate_gradient_and_weight_decay_adds_to_penalty():
+  def grads(**kw):
+    f = _mlp(gamma=0.3, **kw)
+    p, s = _init(f)
+    p = _set_log_alpha(p, 1.5)
+
+    def loss(p):
+      out = _apply(f, p, s, 0, True)
+      return jnp.mean((out["output"] - jnp.sin(X)) ** 2) + out["penalty"]
+    return loss(p), jax.grad(loss)(p)
+
+  (l1, g1), (l4, g4) = grads(), grads(gate_lr_multiplier=4.0)
+  assert float(l1) == pytest.approx(float(l4), rel=1e-6)  # the forward pass is unchanged
+  for (k, a), (_, b) in zip(jax.tree_util.tree_leaves_with_path(g1), jax.tree_util.tree_leaves_with_path(g4)):
+    np.testing.assert_allclose(b, 4.0 * a if k[-1].key == "log_alpha" else a, rtol=1e-5, atol=1e-8)
+  f, f_wd = _mlp(gamma=0.3), _mlp(gamma=0.3, gate_weight_decay=0.01)
+  p, s = _init(f)
+  p = _set_log_alpha(p, 1.5)
+  extra = float(_apply(f_wd, p, s, 0, True)["penalty"]) - float(_apply(f, p, s, 0, True)["penalty"])
+  assert extra == pytest.approx(0.5 * 0.01 * 16 * 1.5 ** 2, rel=1e-5)  # 16 gates at log alpha 1.5
+  for key, bad in (("gate_lr_multiplier", -1.0), ("gate_weight_decay", -1e-4), ("gate_weight_decay", math.inf)):
+    with pytest.raises(ValueError, match=key):
+      models.MODELS["mlp"](activation="resin_to_sin", **{key: bad})
+
+
+def test_one_neuron_copies_are_independent_neurons():
+  ws, las = jnp.array([6.0, 2.0, 3.5]), jnp.array([8.0, -8.0, 0.3])
+  many = hk.transform_with_state(models.MODELS["one_neuron"](copies=3))
+  p, s = _init(many)
+  assert p["~"]["weight"].shape == (3,) and p["gate"]["log_alpha"].shape == (3,)
+  p = {"~": {"weight": ws}, "gate": {"log_alpha": las}}
+  out = _apply(many, p, s, 0, False)
+  assert out["output"].shape == (6, 3) and float(out["stats"]["weight"]) == pytest.approx(float(ws.mean()))
+  one = hk.transform_with_state(models.MODELS["one_neuron"]())
+  p1, s1 = _init(one)
+  for k in range(3):
+    single = _apply(one, {"~": {"weight": ws[k]}, "gate": {"log_alpha": las[k:k + 1]}}, s1, 0, False)
+    np.testing.assert_allclose(out["output"][:, k], single["output"][:, 0], rtol=1e-6)
+  # Summed over copies, the penalty is each copy's; per-example gate noise is drawn per copy.
+  assert float(out["penalty"]) == pytest.approx(1e-2 * float(jnp.sum(gates.prob_nonzero(las))), rel=1e-6)
+  with pytest.raises(ValueError, match="copies"):
+    models.MODELS["one_neuron"](copies=0)
+  with pytest.raises(ValueError, match="granularity"):
+    models.MODELS["one_neuron"](copies=2, granularity="layer")
+  d = data.sin2x(np.random.default_rng(0), 8, "train", copies=3)
+  assert d["labels"].shape == (8, 3) and np.all(d["labels"] == d["labels"][:, :1])
+  with pytest.raises(ValueError, match="input_scale"):
+    data.bessel(np.random.default_rng(0), 10, "train", input_scale=0.0)

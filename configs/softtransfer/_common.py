@@ -24,7 +24,10 @@ def add_transfer_fields(c, activation: str, gamma: float):
   c.model.log_alpha_init_mean = gates.LOG_ALPHA_INIT_MEAN  # log alpha ~ N(8, 1), see gates.py
   c.model.log_alpha_init_std = gates.LOG_ALPHA_INIT_STD
   c.model.gate_init_space = "log_alpha"  # "alpha": alpha ~ N(8, 1), log alpha ~ 2.08
-  c.model.gate_noise = "example"
+  c.model.gate_noise = "example"  # example (L0 code's local_rep=True) | batch (its default)
+  c.model.gate_lr_multiplier = 1.0  # the gates' learning rate is this x optimizer.learning_rate
+  c.model.gate_weight_decay = 0.0  # PyTorch-style weight decay on log alpha (pulls it to 0)
+  c.model.init_scheme = "paper"  # paper | phase (hidden biases U(-pi, pi)) | torch (nn.Linear default)
   return c
 
 
