@@ -30,6 +30,7 @@ from dab import metrics as metrics_lib
 
 ACTIVATIONS = {"tanh": jnp.tanh, "elu": jax.nn.elu, "relu": jax.nn.relu}
 APPROXIMATORS = ("dense", "per_element")
+INITS = ("haiku", "pytorch")
 
 
 def _activation(name: str):
@@ -38,12 +39,35 @@ def _activation(name: str):
   return ACTIVATIONS[name]
 
 
+def check_init(init: str) -> str:
+  if init not in INITS:
+    raise ValueError(f"unknown model.init {init!r}; expected one of {INITS}")
+  return init
+
+
+def linear(x: jnp.ndarray, width: int, name: str, init: str = "haiku") -> jnp.ndarray:
+  """hk.Linear on the last axis of x with the chosen initialization.
+
+  `haiku`: Haiku's default, weights truncated normal (std 1/sqrt(fan_in) before
+  truncation at 2 std, about 0.88/sqrt(fan_in) after), biases zero.
+  `pytorch`: torch.nn.Linear's default, weights and biases U(-1/sqrt(fan_in),
+  1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5)), so weight std 1/sqrt(3 fan_in),
+  about 1.5x smaller than Haiku's, and nonzero biases.
+  """
+  if check_init(init) == "haiku":
+    return hk.Linear(width, name=name)(x)
+  bound = 1.0 / math.sqrt(x.shape[-1])
+  uniform = hk.initializers.RandomUniform(-bound, bound)
+  return hk.Linear(width, w_init=uniform, b_init=uniform, name=name)(x)
+
+
 # ---------------------------------------------------------------------------
 # Approximators (pure functions of explicit params once transformed).
 
 
 def approximator_fn(kind: str, in_shape: Sequence[int], out_shape: Sequence[int],
-                    hidden: Sequence[int] = (256,), activation: str = "tanh"):
+                    hidden: Sequence[int] = (256,), activation: str = "tanh",
+                    init: str = "haiku"):
   """Haiku function z -> approx(z) for per-example shapes in_shape -> out_shape.
 
   `dense`: an MLP over the flattened vector, output reshaped to out_shape.
@@ -51,15 +75,17 @@ def approximator_fn(kind: str, in_shape: Sequence[int], out_shape: Sequence[int]
   positions; for vectors every scalar is a position. It needs the hard output
   to keep the positions: out_shape[:-1] == in_shape[:-1] for maps (channels
   may change, e.g. sort doubles them) or out_shape == in_shape for vectors.
+  `init`: see `linear`.
   """
   act = _activation(activation)
+  check_init(init)
   in_shape, out_shape = tuple(in_shape), tuple(out_shape)
   if kind == "dense":
     def fn(z):
       h = z.reshape(z.shape[0], -1)
       for i, width in enumerate(hidden):
-        h = act(hk.Linear(width, name=f"hidden_{i}")(h))
-      out = hk.Linear(math.prod(out_shape), name="out")(h)
+        h = act(linear(h, width, f"hidden_{i}", init))
+      out = linear(h, math.prod(out_shape), "out", init)
       return out.reshape((z.shape[0],) + out_shape)
     return fn
   if kind == "per_element":
@@ -72,8 +98,8 @@ def approximator_fn(kind: str, in_shape: Sequence[int], out_shape: Sequence[int]
     def fn(z):
       h = z[..., None] if vector else z
       for i, width in enumerate(hidden):
-        h = act(hk.Linear(width, name=f"hidden_{i}")(h))
-      out = hk.Linear(out_channels, name="out")(h)
+        h = act(linear(h, width, f"hidden_{i}", init))
+      out = linear(h, out_channels, "out", init)
       return out[..., 0] if vector else out
     return fn
   raise ValueError(f"unknown approximator {kind!r}; expected one of {APPROXIMATORS}")
@@ -82,11 +108,12 @@ def approximator_fn(kind: str, in_shape: Sequence[int], out_shape: Sequence[int]
 def hard_layer(x: jnp.ndarray, hard: str, *, gradient: str = "dab", is_training: bool = True,
                approximator: str = "dense", approx_hidden: Sequence[int] = (256,),
                approx_activation: str = "tanh", gamma: float = 10.0, dab_loss: str = "l2",
-               hard_kwargs: dict | None = None, name: str = "dab"):
+               hard_kwargs: dict | None = None, init: str = "haiku", name: str = "dab"):
   """Applies hard function `hard` to x with the chosen gradient; returns (y, penalty).
 
   gradient: `dab` (penalty = gamma * approximator loss), `ste`, `none`, or
   `smooth` (returns x unchanged: the model without the hard function).
+  `init` initializes the approximator (see `linear`).
   Bernoulli sampling draws noise with hk.next_rng_key() while training and
   thresholds at 0.5 probability at evaluation.
   """
@@ -107,7 +134,8 @@ def hard_layer(x: jnp.ndarray, hard: str, *, gradient: str = "dab", is_training:
     return bridge_lib.no_gradient(hard_fn, x, *hard_args), zero
   out_shape = jax.eval_shape(lambda z, *a: hard_fn(z, *a), x, *hard_args).shape[1:]
   approx = hk.without_apply_rng(hk.transform(
-      approximator_fn(approximator, x.shape[1:], out_shape, approx_hidden, approx_activation)))
+      approximator_fn(approximator, x.shape[1:], out_shape, approx_hidden, approx_activation,
+                      init)))
   init_key = hk.next_rng_key() if hk.running_init() else None
   params = hk.lift(approx.init, name=f"{name}_approximator")(init_key, x)
   y, penalty = bridge_lib.dab(hard_fn, approx.apply, x, params, *hard_args, gamma=gamma,
@@ -116,7 +144,8 @@ def hard_layer(x: jnp.ndarray, hard: str, *, gradient: str = "dab", is_training:
 
 
 def _dab_kwargs(**kw):
-  keys = ("gradient", "approximator", "approx_hidden", "approx_activation", "gamma", "dab_loss")
+  keys = ("gradient", "approximator", "approx_hidden", "approx_activation", "gamma", "dab_loss",
+          "init")
   return {k: kw[k] for k in keys}
 
 
@@ -138,15 +167,17 @@ def sort_dense(seq_len: int, hidden: Sequence[int] = (128, 128, 256), activation
                hard: str = "signum", margin: float = 0.5, gradient: str = "dab",
                approximator: str = "dense", approx_hidden: Sequence[int] = (256,),
                approx_activation: str = "tanh", gamma: float = 10.0, dab_loss: str = "l2",
-               k: int = 10, kmeans_iterations: int = 10):
+               k: int = 10, kmeans_iterations: int = 10, init: str = "haiku"):
   """Figure 2 left: x [B, T] -> 128 -> 128 -> 256 (tanh) -> hard (DAB) -> T*T logits [B, T, T].
 
   Logits [b, t, :] score which input index holds the t-th smallest value
   (labels argsort(x)). gradient='smooth' with activation='elu' is the
-  ELU-Dense baseline of table 1.
+  ELU-Dense baseline of table 1. `init` (haiku | pytorch, see `linear`) applies to
+  every linear layer, the approximator's included.
   """
   if seq_len < 2:
     raise ValueError(f"seq_len must be >= 2, got {seq_len}")
+  check_init(init)
   act = _activation(activation)
   dab_kw = _dab_kwargs(**locals())
   hard_kw = _hard_kwargs(hard, margin, k, kmeans_iterations)
@@ -154,9 +185,9 @@ def sort_dense(seq_len: int, hidden: Sequence[int] = (128, 128, 256), activation
   def forward(inputs, *, is_training: bool, step=None):
     h = inputs.reshape(inputs.shape[0], -1)
     for i, width in enumerate(hidden):
-      h = act(hk.Linear(width, name=f"dense_{i}")(h))
+      h = act(linear(h, width, f"dense_{i}", init))
     z, penalty = hard_layer(h, hard, is_training=is_training, hard_kwargs=hard_kw, **dab_kw)
-    logits = hk.Linear(seq_len * seq_len, name="logits")(z.reshape(z.shape[0], -1))
+    logits = linear(z.reshape(z.shape[0], -1), seq_len * seq_len, "logits", init)
     return {"output": logits.reshape(-1, seq_len, seq_len), "penalty": penalty,
             "metrics": {"dab_penalty": penalty}}
   return forward
@@ -166,12 +197,16 @@ def sort_lstm(seq_len: int, lstm_size: int = 256, ponder_steps: int = 5, dense: 
               activation: str = "tanh", hard: str = "signum", margin: float = 0.5,
               gradient: str = "dab", approximator: str = "dense",
               approx_hidden: Sequence[int] = (256,), approx_activation: str = "tanh",
-              gamma: float = 10.0, dab_loss: str = "l2"):
+              gamma: float = 10.0, dab_loss: str = "l2", init: str = "haiku"):
   """Figure 2 right: an LSTM reads x_1..x_T, then ponders `ponder_steps` steps on zero
   inputs (section 5.1.1); its last output -> Dense(256, tanh) -> hard (DAB) -> T*T logits.
+  Haiku's initialization only (`init='pytorch'` is implemented for the dense model).
   """
   if seq_len < 2 or ponder_steps < 0:
     raise ValueError(f"need seq_len >= 2 and ponder_steps >= 0, got {seq_len}, {ponder_steps}")
+  if check_init(init) != "haiku":
+    raise ValueError(f"model.init={init!r} is implemented for model.arch='dense' only; "
+                     "the LSTM uses 'haiku'")
   act = _activation(activation)
   dab_kw = _dab_kwargs(**locals())
 

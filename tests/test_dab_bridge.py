@@ -354,3 +354,35 @@ def test_sort_data():
   assert np.all(np.diff(srt, axis=1) > 0)
   with pytest.raises(ValueError, match="seq_len"):
     data.sort_sequences(np.random.default_rng(0), 4, seq_len=1)
+
+
+def _sort_params(init, **kw):
+  fwd = nets.sort_dense(seq_len=10, hidden=(128, 256, 256), approx_hidden=(256,), init=init, **kw)
+  f = hk.transform(lambda x: fwd(x, is_training=True))
+  return f.init(jax.random.key(0), jnp.zeros((2, 10)))
+
+
+def test_pytorch_init_matches_torch_linear_default_and_haiku_is_1_5x_wider():
+  """PyTorch: w, b ~ U(+-1/sqrt(fan_in)), std 1/sqrt(3 fan_in); Haiku: truncated normal
+  (std 0.88/sqrt(fan_in)), zero bias. Every linear layer, the approximator's included."""
+  torch_params, haiku_params = _sort_params("pytorch"), _sort_params("haiku")
+  layers = [m for m in torch_params if "w" in torch_params[m]]
+  assert any("approximator" in m for m in layers) and any("logits" in m for m in layers)
+  for module in layers:
+    w, b = np.asarray(torch_params[module]["w"]), np.asarray(torch_params[module]["b"])
+    bound = 1 / np.sqrt(w.shape[0])
+    assert np.abs(w).max() <= bound and np.abs(b).max() <= bound
+    assert np.abs(b).max() > 0.5 * bound  # nonzero, spread over the interval
+    if w.size >= 256 * 128:  # enough entries for a 2% check of the std
+      assert abs(w.std() * np.sqrt(3 * w.shape[0]) - 1) < 0.02
+      w_haiku = np.asarray(haiku_params[module]["w"])
+      assert abs(w_haiku.std() * np.sqrt(w.shape[0]) - 0.8796) < 0.02
+      assert 1.45 < w_haiku.std() / w.std() < 1.6
+    assert not np.asarray(haiku_params[module]["b"]).any()
+
+
+def test_unknown_init_is_refused():
+  with pytest.raises(ValueError, match="model.init 'xavier'.*haiku.*pytorch"):
+    _sort_params("xavier")
+  with pytest.raises(ValueError, match="arch='dense' only"):
+    nets.sort_model("lstm", seq_len=4, init="pytorch")
