@@ -1,9 +1,10 @@
 """Atomic, verified orbax checkpoints of the training state.
 
 Orbax writes each checkpoint into a temporary directory and renames it when
-complete, so a run killed mid-save leaves the previous checkpoint intact; the
-temporary directories such a kill leaves behind are removed when the next run
-opens the directory. After each save a `manifest.json` with the size and
+complete (on object stores, which cannot rename, it writes a commit file last
+instead), so a run killed mid-save leaves the previous checkpoint intact; the
+unfinished writes such a kill leaves behind are removed when the next run
+opens the directory. Every file access goes through experiments.paths. After each save a `manifest.json` with the size and
 SHA-256 of every file is written into the checkpoint; before a resume the
 newest checkpoint is checked against it, and a damaged one (truncated or
 altered file) is moved to `<workdir>/damaged_checkpoints/` with a warning

@@ -155,13 +155,21 @@ class LivenessWatch:
     client = distributed.global_state.client
     if self.process_index == 0:
       server = socket.create_server(("", 0))
+      server.settimeout(self._timeout_ms / 1000)
       host = distributed.global_state.coordinator_address.rsplit(":", 1)[0].strip("[]")
       client.key_value_set(_ADDRESS_KEY, f"{host}:{server.getsockname()[1]}")
-      for _ in range(self.process_count - 1):
-        conn, _ = server.accept()
-        peer = int(conn.makefile("r").readline())
-        self._peers[peer] = conn
-      server.close()
+      try:
+        for _ in range(self.process_count - 1):
+          conn, _ = server.accept()
+          conn.settimeout(None)
+          peer = int(conn.makefile("r").readline())
+          self._peers[peer] = conn
+      except socket.timeout:
+        missing = sorted(set(range(1, self.process_count)) - set(self._peers))
+        raise RuntimeError(f"process(es) {missing} did not reach the training loop within "
+                           f"{self._timeout_ms // 1000} s; see their logs.") from None
+      finally:
+        server.close()
     else:
       address = client.blocking_key_value_get(_ADDRESS_KEY, self._timeout_ms)
       host, port = address.rsplit(":", 1)

@@ -126,6 +126,18 @@ def evaluate_splits(eval_step, params_r, state_r, dataset: data.Dataset, splits,
 WorkdirInUse = paths.WorkdirInUse
 
 
+def _checked(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, data.Dataset]:
+  """The validated, resolved config and its dataset (validate.ConfigError on bad values)."""
+  validate.check_config(config)
+  dataset = data.get_dataset(config)
+  try:
+    config = resolve_config(config, dataset)
+  except ValueError as e:
+    raise validate.ConfigError("", str(e)) from None
+  validate.check_resolved(config, dataset.splits, len(jax.local_devices()) * jax.process_count())
+  return config, dataset
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains or resumes `config` in `workdir`; returns the summary dict.
 
@@ -134,13 +146,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   (config_lib.ConfigChanged); an unchanged finished run returns its
   summary.json. Raises WorkdirInUse when another live run trains in `workdir`.
   """
-  validate.check_config(config)
-  dataset = data.get_dataset(config)
-  try:
-    config = resolve_config(config, dataset)
-  except ValueError as e:
-    raise validate.ConfigError("", str(e)) from None
-  validate.check_resolved(config, dataset.splits, len(jax.local_devices()) * jax.process_count())
+  config, dataset = _checked(config)
   chief = jax.process_index() == 0
   workdir = paths.absolute(workdir)
   if chief:
@@ -188,6 +194,80 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str, chief: boo
   if chief and (changes or not steps or not paths.exists(path)):
     metrics_lib.write_json_atomic(path, new)
   return None
+
+
+def dry_run(config: ml_collections.ConfigDict) -> dict:
+  """Builds the run of `config` and runs one training step and one evaluation step on zeros of
+  the real batch shapes, without a workdir; returns the parameter count, the step time
+  (with compilation) and each local device's memory.
+
+  Reads one example of the first evaluation split for the shapes, so a dataset that is not
+  prepared fails here too. Memory: what the backend reports (`Device.memory_stats()`:
+  GPUs and TPUs; the CPU reports none), and XLA's memory analysis of the compiled step
+  (optax optimizers).
+  """
+  config, dataset = _checked(config)
+  process_index, process_count = jax.process_index(), jax.process_count()
+  num_devices = jax.local_device_count()
+  device_ids = np.arange(num_devices) + process_index * num_devices
+  example = next(dataset.eval_batches(config.eval_splits[0], process_count, process_index, process_count))
+  zeros = lambda n: {k: np.zeros((n,) + v.shape[1:], v.dtype) for k, v in example.items() if k != "mask"}
+  local = config.batch_size // process_count
+  key = jax.random.PRNGKey(config.seed)
+
+  def device_batch(n):
+    batch = data.shard_for_pmap(zeros(n), num_devices)
+    batch["step"] = np.zeros((num_devices,), np.int32)
+    return batch
+
+  with model_lib.precision_policy(config.precision), parallel.single_threaded_host_blas():
+    model = model_lib.build_model(config.model)
+    axis = optimizers.axis_name(config.optimizer)
+    loss_fn = model_lib.make_loss_fn(model, config, axis, register_for_kfac=config.optimizer.name == "kfac")
+    updater = optimizers.build_updater(config, loss_fn,
+                                       lambda: (put(device_batch(local)) for _ in itertools.count()))
+    layout = updater.layout
+    put, replicate = layout.put, layout.replicate
+    batch = device_batch(local)
+    params, state = jax.jit(model.init, static_argnames="is_training")(
+        key, batch["inputs"][0], is_training=True, step=jnp.int32(0))
+    parameters = sum(x.size for x in jax.tree.leaves(params))
+    params_r, state_r = replicate(params), replicate(state)
+    opt_state_r = updater.init(params_r, state_r, replicate(key), put(batch))
+    keys = _step_keys(key, 0, device_ids)
+    compiled_memory = None
+    if hasattr(updater, "_update"):  # optax: XLA's memory analysis of the jitted step
+      try:
+        analysis = updater._update.lower(params_r, state_r, opt_state_r, put(keys), put(batch)).compile()
+        m = analysis.memory_analysis()
+        compiled_memory = {k: int(getattr(m, k)) for k in (
+            "argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+            "generated_code_size_in_bytes") if hasattr(m, k)}
+      except Exception:  # best effort: not every backend analyses memory
+        compiled_memory = None
+    started = time.perf_counter()
+    params_r, state_r, opt_state_r, step_metrics = updater.update(
+        params_r, state_r, opt_state_r, put(keys), put(batch), 0)
+    loss = float(_unreplicate(step_metrics)["loss"])
+    step_seconds = time.perf_counter() - started
+    eval_step = layout.compile(model_lib.make_eval_fn(model, config, layout.axis),
+                               num_replicated=2, num_args=4)
+    eval_batch = data.shard_for_pmap({**zeros(config.eval_batch_size // process_count),
+                                      "mask": np.ones(config.eval_batch_size // process_count,
+                                                      np.float32)}, num_devices)
+    eval_batch["step"] = np.zeros((num_devices,), np.int32)
+    jax.block_until_ready(eval_step(params_r, state_r, put(keys), put(eval_batch)))
+  memory = {}
+  for device in jax.local_devices():
+    stats = device.memory_stats() or {}
+    memory[str(device)] = {k: int(stats[k]) for k in ("bytes_in_use", "peak_bytes_in_use", "bytes_limit")
+                           if k in stats} or "not reported by this backend"
+  return {"model": config.model.name, "parameters": int(parameters), "optimizer": config.optimizer.name,
+          "batch_size": config.batch_size, "per_device_batch_shapes": {
+              k: list(v.shape[1:]) for k, v in batch.items() if k != "step"},
+          "devices": f"{num_devices} local x {process_count} process(es), {jax.devices()[0].device_kind}",
+          "first_step_seconds_with_compilation": step_seconds, "loss": loss,
+          "compiled_step_memory_bytes": compiled_memory, "memory_per_device": memory}
 
 
 def _end_after_a_lost_process(checkpoint_dir: str):
@@ -306,13 +386,21 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
       last_ckpt = step
 
     pending: list[tuple[int, Any]] = []
-    clock = {"time": time.time(), "step": start}
+    # Timings of the steps since the last metrics line, evaluations and saves excluded:
+    # seconds the host waited for input batches (`data`) and for the devices (`device`:
+    # dispatching a step, the preemption agreement, the metrics sync).
+    clock = {"time": time.perf_counter(), "step": start, "data": 0.0, "device": 0.0}
+
+    def restart_clock(step: int) -> None:
+      clock.update(time=time.perf_counter(), step=step, data=0.0, device=0.0)
 
     def flush(step: int) -> None:
       """Host-syncs the pending step metrics: NaN check, progress line, metrics.jsonl."""
       if not pending:
         return
+      synced = time.perf_counter()
       records = [{k: float(v) for k, v in _unreplicate(m).items()} for _, m in pending]
+      clock["device"] += time.perf_counter() - synced
       for (s, _), r in zip(pending, records):
         if not math.isfinite(r["loss"]):
           where = (f"{ckpt.path(last_ckpt)} (step {last_ckpt}); re-running resumes from it"
@@ -322,11 +410,14 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
               f"last good checkpoint: {where}. Lower the learning rate or check the "
               "model/initialization.", step=s)
       pending.clear()
-      now = time.time()
-      rate = (step - clock["step"]) / max(now - clock["time"], 1e-9)
-      clock.update(time=now, step=step)
+      steps, elapsed = step - clock["step"], max(time.perf_counter() - clock["time"], 1e-9)
+      rate = steps / elapsed
       values = _mean_records(records)
-      values.update(steps_per_sec=rate, examples_per_sec=rate * config.batch_size)
+      values.update(steps_per_sec=rate, examples_per_sec=rate * config.batch_size,
+                    step_time_s=elapsed / max(steps, 1), data_wait_s=clock["data"] / max(steps, 1),
+                    data_wait_fraction=min(clock["data"] / elapsed, 1.0),
+                    device_utilization=min(clock["device"] / elapsed, 1.0))
+      restart_clock(step)
       writer.write(step, TRAIN_STEP_SPLIT, values)
       eta = (total - step) / max(rate, 1e-9)
       logging.info("step %d/%d  loss %.4f  %.2f steps/s  ETA %s", step, total, values["loss"], rate,
@@ -340,7 +431,10 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
     profile_start = start + 2 if config.profile_steps > 0 and start + 2 < total else -1
     profile_stop = min(profile_start + config.profile_steps, total)
     while step < total:
+      waited = time.perf_counter()
       batch, keys = next(device_items)
+      dispatched = time.perf_counter()
+      clock["data"] += dispatched - waited
       if step == profile_start:
         jax.profiler.start_trace(paths.join(workdir, "profile"), create_perfetto_trace=True)
       params_r, state_r, opt_state_r, step_metrics = updater.update(
@@ -356,6 +450,7 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
       do_eval = is_last or (config.eval_every > 0 and step % config.eval_every == 0)
       signals = agreement.check(step)  # the same on every process at this step
       preempted = signals is not None
+      clock["device"] += time.perf_counter() - dispatched
       do_ckpt = is_last or preempted or (
           config.checkpoint_every > 0 and step % config.checkpoint_every == 0)
       if do_eval or do_ckpt or step % max(config.log_every, 1) == 0:
@@ -364,6 +459,8 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
         evaluate(step)
       if do_ckpt:
         save(step)
+      if do_eval or do_ckpt:
+        restart_clock(step)
       if preempted and not is_last:
         logging.warning("Preempted: checkpoint at step %d in %s; re-run the same command to resume "
                         "(%s).", step, ckpt.path(step), multihost.describe(signals))
