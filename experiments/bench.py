@@ -26,7 +26,12 @@ r"""Benchmarks of the training step.
       whether it is >= 2x the fastest step. `--small` (ResNet-18 at quarter
       width, 32x32, batch 8) runs the same code on a CPU.
 
-All use the config's model, loss and optimizer on random inputs of the
+  python -m experiments.bench resume --config=configs/...py [--resume_steps=0,100000]
+      Seconds from opening the config's training stream at each of those steps
+      to its first batch (median of --repeats), e.g. on a prepared TFDS dataset:
+      what a resume costs before its first step.
+
+The others use the config's model, loss and optimizer on random inputs of the
 dataset's input shape (no data files needed), batches already on the devices,
 host BLAS on one thread as in training.
 """
@@ -66,6 +71,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats (the median i
 _CURVATURE_PERIOD = flags.DEFINE_integer("curvature_period", 10, "kfac: curvature update every N steps.")
 _INVERSE_PERIOD = flags.DEFINE_integer("inverse_period", 200, "kfac: inverse update every N steps.")
 _SMALL = flags.DEFINE_bool("small", False, "gpu: ResNet-18 at quarter width, 32x32, batch 8 (runs on a CPU).")
+_RESUME_STEPS = flags.DEFINE_list("resume_steps", ["0", "100000"], "resume: the steps to open the stream at.")
 _BATCH_PER_DEVICE = flags.DEFINE_integer("batch_per_device", 256, "gpu: batch size on the one device timed.")
 
 
@@ -443,8 +449,26 @@ def throughput(config, steps: int, repeats: int) -> dict:
   return result
 
 
+def resume_time(config, steps, repeats: int) -> dict:
+  """Seconds from opening the training stream at each step to its first batch (median)."""
+  dataset = data.get_dataset(config)
+  seconds = {}
+  for step in steps:
+    times = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      stream = dataset.train_batches(config.batch_size, config.seed, int(step))
+      next(stream)
+      times.append(time.perf_counter() - start)
+      stream.close()
+    seconds[str(step)] = float(np.median(times))
+  return {"dataset": config.dataset.name, "batch_size": config.batch_size,
+          "examples_per_epoch": dataset.num_train, "seconds_to_first_batch": seconds}
+
+
 def main(argv):
-  benchmarks = {"overhead": overhead, "throughput": throughput, "kfac": kfac_cost, "gpu": None}
+  benchmarks = {"overhead": overhead, "throughput": throughput, "kfac": kfac_cost, "gpu": None,
+                "resume": None}
   if len(argv) != 2 or argv[1] not in benchmarks:
     raise app.UsageError(f"usage: python -m experiments.bench {'|'.join(benchmarks)} [--config=...]")
   if argv[1] == "gpu":
@@ -455,6 +479,9 @@ def main(argv):
     print(json.dumps(result))
     return
   config = _CONFIG.value if _CONFIG.value is not None else default_config()
+  if argv[1] == "resume":
+    print(json.dumps(resume_time(config, _RESUME_STEPS.value, _REPEATS.value), indent=2))
+    return
   kwargs = {}
   if argv[1] == "kfac":
     kwargs = {"curvature_period": _CURVATURE_PERIOD.value, "inverse_period": _INVERSE_PERIOD.value}

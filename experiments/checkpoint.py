@@ -1,9 +1,10 @@
 """Atomic, verified orbax checkpoints of the training state.
 
 Orbax writes each checkpoint into a temporary directory and renames it when
-complete, so a run killed mid-save leaves the previous checkpoint intact; the
-temporary directories such a kill leaves behind are removed when the next run
-opens the directory. After each save a `manifest.json` with the size and
+complete (on object stores, which cannot rename, it writes a commit file last
+instead), so a run killed mid-save leaves the previous checkpoint intact; the
+unfinished writes such a kill leaves behind are removed when the next run
+opens the directory. Every file access goes through experiments.paths. After each save a `manifest.json` with the size and
 SHA-256 of every file is written into the checkpoint; before a resume the
 newest checkpoint is checked against it, and a damaged one (truncated or
 altered file) is moved to `<workdir>/damaged_checkpoints/` with a warning
@@ -20,21 +21,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import logging as pylogging
 import os
-import shutil
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from experiments import paths
+
 logging = pylogging.getLogger("experiments")
 
 MANIFEST = "manifest.json"
 TMP_MARKER = ".orbax-checkpoint-tmp"
+COMMIT_FILE = "commit_success.txt"  # orbax's mark of a finished save where it cannot rename
 
 
 class CheckpointWriteError(OSError):
@@ -83,65 +85,52 @@ def _storage_error(e: Exception) -> tuple[int | None, str] | None:
 
 
 def _files(directory: str) -> list[str]:
-  out = []
-  for root, _, names in os.walk(directory):
-    for name in names:
-      rel = os.path.relpath(os.path.join(root, name), directory)
-      if rel != MANIFEST:
-        out.append(rel)
-  return sorted(out)
-
-
-def _sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      h.update(block)
-  return h.hexdigest()
+  return sorted(rel for rel in paths.files(directory) if rel != MANIFEST)
 
 
 def write_manifest(directory: str) -> None:
   """{relative path: [size, sha256]} of every file of a finished checkpoint, written atomically."""
-  manifest = {rel: [os.path.getsize(os.path.join(directory, rel)), _sha256(os.path.join(directory, rel))]
-              for rel in _files(directory)}
-  tmp = os.path.join(directory, MANIFEST + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(manifest, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, os.path.join(directory, MANIFEST))
+  manifest = {rel: list(paths.digest(paths.join(directory, rel))) for rel in _files(directory)}
+  paths.write_text_atomic(paths.join(directory, MANIFEST), json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def verify(directory: str) -> str | None:
   """None if the checkpoint matches its manifest (or has none, e.g. killed before writing it:
-  orbax renamed it complete); else what is wrong."""
-  path = os.path.join(directory, MANIFEST)
-  if not os.path.exists(path):
+  orbax committed it complete); else what is wrong."""
+  path = paths.join(directory, MANIFEST)
+  if not paths.exists(path):
     return None
   try:
-    with open(path) as f:
-      manifest = json.load(f)
+    manifest = json.loads(paths.read_text(path))
   except (OSError, ValueError) as e:
     return f"unreadable {MANIFEST} ({e})"
   for rel, (size, digest) in sorted(manifest.items()):
-    file = os.path.join(directory, rel)
-    if not os.path.exists(file):
+    file = paths.join(directory, rel)
+    if not paths.exists(file):
       return f"{rel} is missing"
-    if os.path.getsize(file) != size:
-      return f"{rel} has {os.path.getsize(file)} bytes, {size} when written"
-    if _sha256(file) != digest:
+    actual_size, actual_digest = paths.digest(file)
+    if actual_size != size:
+      return f"{rel} has {actual_size} bytes, {size} when written"
+    if actual_digest != digest:
       return f"{rel} differs from its checksum when written"
   return None
 
 
+def _committed(directory: str, name: str) -> bool:
+  """A step directory orbax finished: on local disks every one not named as temporary (orbax
+  renames it when complete); on object stores (no rename) those with orbax's commit file."""
+  if paths.is_local(directory):
+    return True
+  return paths.exists(paths.join(directory, name, COMMIT_FILE))
+
+
 def remove_stale_tmp(directory: str) -> list[str]:
-  """Deletes the temporary directories of saves that were killed mid-write."""
+  """Deletes the unfinished writes of saves that were killed mid-write."""
   removed = []
-  if os.path.isdir(directory):
-    for name in sorted(os.listdir(directory)):
-      if TMP_MARKER in name:
-        shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
-        removed.append(name)
+  for name in paths.listdir(directory):
+    if TMP_MARKER in name or (name.isdigit() and not _committed(directory, name)):
+      paths.remove(paths.join(directory, name))
+      removed.append(name)
   if removed:
     logging.warning("Removed %d unfinished checkpoint write(s) in %s: %s", len(removed), directory,
                     ", ".join(removed))
@@ -149,10 +138,9 @@ def remove_stale_tmp(directory: str) -> list[str]:
 
 
 def steps_on_disk(directory: str) -> list[int]:
-  if not os.path.isdir(directory):
-    return []
-  return sorted(int(n) for n in os.listdir(directory)
-                if n.isdigit() and os.path.isdir(os.path.join(directory, n)))
+  """The steps of the complete checkpoints in `directory`."""
+  return sorted(int(n) for n in paths.listdir(directory)
+                if n.isdigit() and paths.isdir(paths.join(directory, n)) and _committed(directory, n))
 
 
 def drop_damaged(directory: str, quarantine: str, chief: bool = True) -> list[int]:
@@ -163,7 +151,7 @@ def drop_damaged(directory: str, quarantine: str, chief: bool = True) -> list[in
   """
   skipped = []
   for step in reversed(steps_on_disk(directory)):
-    path = os.path.join(directory, str(step))
+    path = paths.join(directory, str(step))
     problem = verify(path)
     if problem is None:
       break
@@ -172,11 +160,7 @@ def drop_damaged(directory: str, quarantine: str, chief: bool = True) -> list[in
       continue
     logging.warning("Checkpoint step %d in %s is damaged (%s); skipping it and resuming from the "
                     "newest intact older one. It is moved to %s.", step, path, problem, quarantine)
-    os.makedirs(quarantine, exist_ok=True)
-    target = os.path.join(quarantine, str(step))
-    if os.path.exists(target):
-      shutil.rmtree(target)
-    shutil.move(path, target)
+    paths.move_tree(path, paths.join(quarantine, str(step)))
   return skipped
 
 
@@ -184,12 +168,12 @@ class Checkpointer:
   """Saves and restores the training state in `directory` (see the module docstring)."""
 
   def __init__(self, directory: str, keep: int, keep_every: int = 0, chief: bool = True):
-    self.directory = os.path.abspath(directory)
+    self.directory = paths.absolute(directory)
     self.chief = chief
     if chief:
       remove_stale_tmp(self.directory)
-    self.skipped = drop_damaged(self.directory, os.path.join(os.path.dirname(self.directory),
-                                                             "damaged_checkpoints"), chief)
+    self.skipped = drop_damaged(self.directory, paths.join(self.directory.rsplit("/", 1)[0],
+                                                           "damaged_checkpoints"), chief)
     policies = [ocp.checkpoint_managers.LatestN(max(keep, 1))]
     if keep_every > 0:
       policies.append(ocp.checkpoint_managers.EveryNSteps(keep_every))
@@ -204,7 +188,7 @@ class Checkpointer:
     return max(steps) if steps else None
 
   def path(self, step: int) -> str:
-    return os.path.join(self.directory, str(step))
+    return paths.join(self.directory, str(step))
 
   def save(self, step: int, tree: Any) -> str:
     """Writes the checkpoint and its manifest; raises CheckpointWriteError on a full disk."""

@@ -4,7 +4,8 @@ Every dataset yields dict batches `{"inputs": float32, "labels": ...}`.
 Training batches are a pure function of (seed, step) for in-memory and
 generated data, so a resumed run sees exactly the batches an uninterrupted run
 would have seen, and a multi-process run feeds each process its slice of the
-same global batch. TFDS pipelines are seeded and skip to the resume step.
+same global batch. TFDS pipelines are seeded per epoch and resume at the
+epoch of the resume step, skipping the examples before it undecoded.
 """
 
 from __future__ import annotations
@@ -374,10 +375,10 @@ def _tfds_dataset(name: str, dcfg, seed: int) -> Dataset:
     num_train = 0
   num_train = num_train or _TRAIN_SIZES.get(name, 0)
 
-  def load(split, shuffle):
+  def load(split, shuffle, shuffle_seed=seed, decoders=None):
     try:
-      return builder.as_dataset(split=split, shuffle_files=shuffle,
-                                read_config=tfds.ReadConfig(shuffle_seed=seed))
+      return builder.as_dataset(split=split, shuffle_files=shuffle, decoders=decoders,
+                                read_config=tfds.ReadConfig(shuffle_seed=shuffle_seed))
     except (AssertionError, tfds.core.registered.DatasetNotFoundError, FileNotFoundError) as e:
       raise FileNotFoundError(
           f"TFDS dataset {tfds_name!r} is not prepared in "
@@ -441,20 +442,65 @@ def _tfds_dataset(name: str, dcfg, seed: int) -> Dataset:
   if dcfg.augment not in ("none", "cifar", "imagenet"):
     raise ValueError(f"Unknown augment {dcfg.augment!r}; expected none, cifar or imagenet.")
 
+  augmenting = dcfg.augment != "none" or is_imagenet
+  image_feature = builder.info.features["image"]
+
+  def prepare(index, ex):
+    """Decodes (the records are read undecoded) and augments one example; `index` is its
+    position in this process's training stream, which seeds its augmentation."""
+    image = ex["image"]
+    if image.dtype == tf.string:
+      image = image_feature.decode_example(image)
+    return {"inputs": normalize(train_image(image, index) if augmenting else eval_image(image)),
+            "labels": tf.cast(ex["label"], tf.int32)}
+
+  def epoch_seed(seed_, epoch):
+    return int(np.random.SeedSequence([seed_, epoch]).generate_state(1)[0] % (2**31))
+
   def train_batches(global_batch, seed_, start_step, process_index=0, process_count=1):
+    """This process's stream of training examples is epoch after epoch, each in an order
+    that is a function of (seed, epoch) only (file order and shuffle buffer seeded by both),
+    cut into batches. A resume at step k starts at the epoch holding example k * batch and
+    skips the examples before it in that epoch as undecoded records, so its cost does not
+    grow with the number of epochs trained; the batches are those of an uninterrupted run."""
     sl = process_slice(global_batch, process_index, process_count)
     local = sl.stop - sl.start
     ensure_stats()
     split = tfds.split_for_jax_process("train") if process_count > 1 else "train"
-    ds = load(split, True).repeat()
-    ds = ds.shuffle(dcfg.shuffle_buffer, seed=seed_, reshuffle_each_iteration=True)
-    ds = ds.enumerate()
-    augmenting = dcfg.augment != "none" or is_imagenet
-    ds = ds.map(lambda i, ex: {
-        "inputs": normalize(train_image(ex["image"], i) if augmenting else eval_image(ex["image"])),
-        "labels": tf.cast(ex["label"], tf.int32)}, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(local, drop_remainder=True).skip(start_step).prefetch(tf.data.AUTOTUNE)
-    yield from tfds.as_numpy(ds)
+    try:
+      per_epoch = int(builder.info.splits[split].num_examples)
+    except (KeyError, AttributeError, TypeError, ValueError):
+      per_epoch = 0
+    raw = {"image": tfds.decode.SkipDecoding()}
+    position = start_step * local  # of the first example of the first batch
+    if per_epoch <= 0:  # size unknown (mock data): one seeded stream, skipped undecoded
+      ds = load(split, True, decoders=raw).repeat()
+      ds = ds.shuffle(dcfg.shuffle_buffer, seed=seed_, reshuffle_each_iteration=True)
+      ds = ds.enumerate().skip(position).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+      yield from tfds.as_numpy(ds.batch(local, drop_remainder=True).prefetch(tf.data.AUTOTUNE))
+      return
+    epoch, within = divmod(position, per_epoch)
+    pending: list[Batch] = []  # the start of a batch that the next epoch completes
+    while True:
+      ds = load(split, True, epoch_seed(seed_, epoch), decoders=raw)
+      ds = ds.shuffle(dcfg.shuffle_buffer, seed=epoch_seed(seed_, epoch), reshuffle_each_iteration=False)
+      records = ds.enumerate(epoch * per_epoch).skip(within)
+      complete = (-(epoch * per_epoch + within)) % local  # examples that finish `pending`
+      head = records.take(complete).map(prepare).batch(max(complete, 1))
+      body = records.skip(complete).map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+      body = body.batch(local).prefetch(tf.data.AUTOTUNE)
+      if complete:
+        for part in tfds.as_numpy(head):
+          pending.append(part)
+        if sum(len(b["labels"]) for b in pending) == local:
+          yield {k: np.concatenate([b[k] for b in pending]) for k in pending[0]}
+          pending = []
+      for batch in tfds.as_numpy(body):
+        if len(batch["labels"]) == local:
+          yield batch
+        else:
+          pending.append(batch)
+      epoch, within = epoch + 1, 0
 
   def eval_batches(split, batch_size, process_index=0, process_count=1):
     ensure_stats()

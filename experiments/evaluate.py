@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 
 from absl import app
@@ -33,12 +32,12 @@ flags.mark_flags_as_required(["workdir"])
 def load_run_config(workdir: str):
   """The resolved config a run saved in `workdir`/config.json."""
   import ml_collections
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  from experiments import paths
+  path = paths.join(workdir, "config.json")
+  if not paths.exists(path):
     raise FileNotFoundError(f"{path} not found: --workdir must be a directory written by "
                             "experiments.main.")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+  return ml_collections.ConfigDict(json.loads(paths.read_text(path)))
 
 
 def evaluate_checkpoint(workdir: str, step: int | None = None, splits=None,
@@ -54,12 +53,13 @@ def evaluate_checkpoint(workdir: str, step: int | None = None, splits=None,
   from experiments import model_lib
   from experiments import optimizers
   from experiments import parallel
+  from experiments import paths
   from experiments import train
 
   config = load_run_config(workdir)
   for key, value in (overrides or {}).items():
     config_lib.set_by_path(config, key, value)
-  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  directory = paths.absolute(paths.join(workdir, "checkpoints"))
   steps = checkpoint.steps_on_disk(directory)
   if not steps:
     raise FileNotFoundError(f"no checkpoint in {directory}.")
@@ -68,7 +68,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None, splits=None,
   # The same manifest check as a resume; read-only here (nothing is moved).
   candidates = [step] if step is not None and step >= 0 else steps[::-1]
   for candidate in candidates:
-    problem = checkpoint.verify(os.path.join(directory, str(candidate)))
+    problem = checkpoint.verify(paths.join(directory, str(candidate)))
     if problem is None:
       step = candidate
       break
@@ -123,10 +123,10 @@ def main(argv):
     sys.exit(2)
   import jax
   if jax.process_index() == 0:
-    out = os.path.join(_WORKDIR.value, "eval", f"step_{result['step']}.json")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-      json.dump(result, f, indent=2, sort_keys=True)
+    from experiments import paths
+    out = paths.join(_WORKDIR.value, "eval", f"step_{result['step']}.json")
+    paths.makedirs(paths.join(_WORKDIR.value, "eval"))
+    paths.write_text_atomic(out, json.dumps(result, indent=2, sort_keys=True))
   print(json.dumps(result, sort_keys=True))
 
 

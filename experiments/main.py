@@ -6,6 +6,8 @@ config is refused, naming the keys, unless only its length or cadence changed).
 User errors (config file, overrides, values, names) end in a short `error:`
 message with exit status 2 before anything is written; SIGTERM (or Ctrl-C)
 saves a checkpoint and exits with status 143 (130); a second Ctrl-C stops at once.
+--dry_run builds everything, runs one step on zeros of the real shapes and prints the
+memory per device (no workdir).
 
 Multi-host: on TPU pods `--distributed` (jax.distributed.initialize() finds the
 pod); elsewhere pass --coordinator_address=HOST:PORT --num_processes=N
@@ -31,7 +33,10 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0 (multi-host).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Number of processes (multi-host).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index (multi-host).")
-flags.mark_flags_as_required(["config", "workdir"])
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Build everything and run one training and one "
+                              "evaluation step on zeros of the real batch shapes; print the memory "
+                              "per device as JSON. No workdir is needed or written.")
+flags.mark_flags_as_required(["config"])
 
 
 def initialize_distributed(coordinator: str, num_processes: int, process_id: int, auto: bool) -> None:
@@ -88,6 +93,15 @@ def main(argv):
                          _DISTRIBUTED.value)
   from experiments import checkpoint
   from experiments import train
+  if _DRY_RUN.value:
+    try:
+      report = train.dry_run(config)
+    except validate.ConfigError as e:
+      fail(str(e))
+    print(json.dumps(report, indent=2, sort_keys=True))
+    return
+  if not _WORKDIR.value:
+    fail("--workdir is required (or pass --dry_run).")
   try:
     summary = train.run(config, _WORKDIR.value)
   except (validate.ConfigError, config_lib.ConfigChanged) as e:

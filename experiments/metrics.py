@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from typing import Any
 
 import numpy as np
+
+from experiments import paths
 
 # Metric names whose best value is the smallest; everything else is maximized.
 _MINIMIZED = ("loss", "mse", "error", "penalty", "nll", "kl", "emd", "distance")
@@ -28,12 +29,37 @@ def _plain(value: Any) -> Any:
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  paths.write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True))
+
+
+class _PathLayerEventFile:
+  """A TensorBoard event file on an object store: buffered, the whole object written at each flush."""
+
+  def __init__(self, path: str):
+    self.path, self.buffer = path, bytearray()
+
+  def write(self, data: bytes) -> None:
+    self.buffer += data
+
+  def flush(self) -> None:
+    paths.write_bytes(self.path, bytes(self.buffer))
+
+  def close(self) -> None:
+    self.flush()
+
+
+class _PathLayerEventFiles:
+  def open(self, path):
+    return _PathLayerEventFile(path)
+
+  def directory_check(self, path):
+    del path  # object stores have no directories to create
+
+
+def _register_path_layer_event_writer(scheme: str) -> None:
+  """tensorboardX writes `scheme://` event files through experiments.paths."""
+  from tensorboardX import record_writer
+  record_writer.register_writer_factory(scheme, _PathLayerEventFiles())
 
 
 class MetricsWriter:
@@ -41,23 +67,19 @@ class MetricsWriter:
 
   def __init__(self, workdir: str, enabled: bool, tensorboard: bool = True):
     self.enabled = enabled
-    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.path = paths.join(workdir, "metrics.jsonl")
     self._tb = None
     self._tb_enabled = tensorboard and enabled
     self._workdir = workdir
 
   def truncate_after(self, step: int) -> list[dict]:
     """Drops lines logged after `step` (a resumed run logs them again); returns the rest."""
-    if not os.path.exists(self.path):
+    if not paths.exists(self.path):
       return []
-    with open(self.path) as f:
-      records = [json.loads(line) for line in f if line.strip()]
+    records = [json.loads(line) for line in paths.read_text(self.path).splitlines() if line.strip()]
     kept = [r for r in records if r["step"] <= step]
     if self.enabled and len(kept) != len(records):
-      tmp = self.path + ".tmp"
-      with open(tmp, "w") as f:
-        f.writelines(json.dumps(r, sort_keys=True) + "\n" for r in kept)
-      os.replace(tmp, self.path)
+      paths.write_text_atomic(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
     return kept
 
   def write(self, step: int, split: str, values: dict[str, Any]) -> dict:
@@ -65,8 +87,7 @@ class MetricsWriter:
     record.update({k: _plain(v) for k, v in values.items()})
     if not self.enabled:
       return record
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record, sort_keys=True) + "\n")
+    paths.append_text(self.path, json.dumps(record, sort_keys=True) + "\n")
     if self._tb_enabled:
       self._write_tb(step, split, values)
     return record
@@ -74,7 +95,9 @@ class MetricsWriter:
   def _write_tb(self, step, split, values):
     if self._tb is None:
       from tensorboardX import SummaryWriter  # event files without importing TensorFlow
-      self._tb = SummaryWriter(os.path.join(self._workdir, "tensorboard"))
+      if not paths.is_local(self._workdir):
+        _register_path_layer_event_writer(self._workdir.split(":", 1)[0])
+      self._tb = SummaryWriter(paths.join(self._workdir, "tensorboard"))
     for k, v in values.items():
       v = _plain(v)
       if isinstance(v, (int, float)) and not isinstance(v, bool):

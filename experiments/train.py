@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import fcntl
 import itertools
 import json
 import math
 import os
-import signal
-import threading
+import sys
 import time
 import warnings
 from typing import Any, Iterator
@@ -38,8 +36,10 @@ from experiments import config_lib
 from experiments import data
 from experiments import metrics as metrics_lib
 from experiments import model_lib
+from experiments import multihost
 from experiments import optimizers
 from experiments import parallel
+from experiments import paths
 from experiments import validate
 
 
@@ -63,36 +63,6 @@ class TrainingDiverged(FloatingPointError):
 
   def __reduce__(self):  # picklable despite the extra field
     return type(self), (str(self), self.step)
-
-
-class _PreemptionFlag:
-  """SIGTERM or SIGINT (Ctrl-C) sets a flag that the loop checks between steps (no host sync);
-  the run then saves a checkpoint and exits with 128 + the signal number. A second Ctrl-C
-  stops at once (KeyboardInterrupt; the last complete checkpoint stays)."""
-
-  SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-  def __init__(self):
-    self.requested = False
-    self.signum = signal.SIGTERM
-    self._previous = {}
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-    return self
-
-  def _handle(self, signum, frame):
-    if self.requested and signum == signal.SIGINT:
-      raise KeyboardInterrupt
-    again = " (Ctrl-C again to stop without it)" if signum == signal.SIGINT else ""
-    logging.warning("%s received: saving a checkpoint after the current step%s.",
-                    signal.Signals(signum).name, again)
-    self.requested, self.signum = True, signum
-
-  def __exit__(self, *exc):
-    for s, previous in self._previous.items():
-      signal.signal(s, previous)
 
 
 def resolve_config(config: ml_collections.ConfigDict, dataset: data.Dataset) -> ml_collections.ConfigDict:
@@ -153,36 +123,19 @@ def evaluate_splits(eval_step, params_r, state_r, dataset: data.Dataset, splits,
   return results
 
 
-class WorkdirInUse(RuntimeError):
-  """Another live run holds the workdir (two runs would overwrite each other's checkpoints)."""
+WorkdirInUse = paths.WorkdirInUse
 
 
-@contextlib.contextmanager
-def _workdir_lock(workdir: str, enabled: bool):
-  """An exclusive flock on `<workdir>/.lock` for the run's lifetime (process 0 only).
-
-  The lock dies with its process, so a killed run never leaves a stale lock.
-  """
-  if not enabled:
-    yield
-    return
-  path = os.path.join(workdir, ".lock")
-  with open(path, "a+") as f:
-    try:
-      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-      f.seek(0)
-      holder = f.read().strip() or "unknown"
-      raise WorkdirInUse(f"{workdir} is in use by another run (pid {holder}); wait for it to finish "
-                         "or stop it, or pass a different --workdir.") from None
-    f.seek(0)
-    f.truncate()
-    f.write(str(os.getpid()))
-    f.flush()
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
+def _checked(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, data.Dataset]:
+  """The validated, resolved config and its dataset (validate.ConfigError on bad values)."""
+  validate.check_config(config)
+  dataset = data.get_dataset(config)
+  try:
+    config = resolve_config(config, dataset)
+  except ValueError as e:
+    raise validate.ConfigError("", str(e)) from None
+  validate.check_resolved(config, dataset.splits, len(jax.local_devices()) * jax.process_count())
+  return config, dataset
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -193,17 +146,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   (config_lib.ConfigChanged); an unchanged finished run returns its
   summary.json. Raises WorkdirInUse when another live run trains in `workdir`.
   """
-  validate.check_config(config)
-  dataset = data.get_dataset(config)
-  try:
-    config = resolve_config(config, dataset)
-  except ValueError as e:
-    raise validate.ConfigError("", str(e)) from None
-  validate.check_resolved(config, dataset.splits, len(jax.local_devices()) * jax.process_count())
+  config, dataset = _checked(config)
   chief = jax.process_index() == 0
+  workdir = paths.absolute(workdir)
   if chief:
-    os.makedirs(workdir, exist_ok=True)
-  with _workdir_lock(workdir, enabled=chief):
+    paths.makedirs(workdir)
+  with paths.WorkdirLock(workdir) if chief else contextlib.nullcontext():
     finished = _prepare_workdir(config, workdir, chief)
     if finished is not None:
       return finished
@@ -215,39 +163,126 @@ def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str, chief: boo
 
   Returns summary.json's content for an unchanged finished run (nothing to do).
   """
-  path = os.path.join(workdir, "config.json")
+  path = paths.join(workdir, "config.json")
   new = config_lib.as_json_dict(config)
-  steps = checkpoint.steps_on_disk(os.path.join(workdir, "checkpoints"))
+  steps = checkpoint.steps_on_disk(paths.join(workdir, "checkpoints"))
   changes = {}
-  if steps and os.path.exists(path):
-    with open(path) as f:
-      old = json.load(f)
+  if steps and paths.exists(path):
+    old = json.loads(paths.read_text(path))
     changes = config_lib.check_relaunch(old, new, workdir, resume_step=steps[-1])
-    summary_path = os.path.join(workdir, "summary.json")
-    if not changes and steps[-1] == config.train_steps and os.path.exists(summary_path):
-      with open(summary_path) as f:
-        summary = json.load(f)
+    summary_path = paths.join(workdir, "summary.json")
+    if not changes and steps[-1] == config.train_steps and paths.exists(summary_path):
+      summary = json.loads(paths.read_text(summary_path))
       if summary.get("step") == config.train_steps:
         logging.info("%s already finished %d steps; returning its summary.json.", workdir,
                      config.train_steps)
         return summary
   if chief and changes:
-    ckpt_dir = os.path.join(workdir, "checkpoints")
+    ckpt_dir = paths.join(workdir, "checkpoints")
     intact = next((s for s in reversed(steps)
-                   if checkpoint.verify(os.path.join(ckpt_dir, str(s))) is None), 0)
+                   if checkpoint.verify(paths.join(ckpt_dir, str(s))) is None), 0)
     record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "resumed_at_step": intact,
               "changes": {k: {"old": was, "new": now} for k, (was, now) in changes.items()}}
-    with open(os.path.join(workdir, "config_history.jsonl"), "a") as f:
-      f.write(json.dumps(record, sort_keys=True) + "\n")
+    paths.append_text(paths.join(workdir, "config_history.jsonl"),
+                      json.dumps(record, sort_keys=True) + "\n")
     logging.warning("Config changed since the run started (recorded in config_history.jsonl): %s",
                     ", ".join(f"{k} {was!r} -> {now!r}" for k, (was, now) in changes.items()))
-  history = os.path.join(workdir, "config_history.jsonl")
-  if chief and not steps and os.path.exists(history):
-    os.remove(history)  # a fresh run in an old workdir without checkpoints
-  if chief and (changes or not steps or not os.path.exists(path)):
+  history = paths.join(workdir, "config_history.jsonl")
+  if chief and not steps and paths.exists(history):
+    paths.remove(history)  # a fresh run in an old workdir without checkpoints
+  if chief and (changes or not steps or not paths.exists(path)):
     metrics_lib.write_json_atomic(path, new)
   return None
+
+
+def dry_run(config: ml_collections.ConfigDict) -> dict:
+  """Builds the run of `config` and runs one training step and one evaluation step on zeros of
+  the real batch shapes, without a workdir; returns the parameter count, the step time
+  (with compilation) and each local device's memory.
+
+  Reads one example of the first evaluation split for the shapes, so a dataset that is not
+  prepared fails here too. Memory: what the backend reports (`Device.memory_stats()`:
+  GPUs and TPUs; the CPU reports none), and XLA's memory analysis of the compiled step
+  (optax optimizers).
+  """
+  config, dataset = _checked(config)
+  process_index, process_count = jax.process_index(), jax.process_count()
+  num_devices = jax.local_device_count()
+  device_ids = np.arange(num_devices) + process_index * num_devices
+  example = next(dataset.eval_batches(config.eval_splits[0], process_count, process_index, process_count))
+  zeros = lambda n: {k: np.zeros((n,) + v.shape[1:], v.dtype) for k, v in example.items() if k != "mask"}
+  local = config.batch_size // process_count
+  key = jax.random.PRNGKey(config.seed)
+
+  def device_batch(n):
+    batch = data.shard_for_pmap(zeros(n), num_devices)
+    batch["step"] = np.zeros((num_devices,), np.int32)
+    return batch
+
+  with model_lib.precision_policy(config.precision), parallel.single_threaded_host_blas():
+    model = model_lib.build_model(config.model)
+    axis = optimizers.axis_name(config.optimizer)
+    loss_fn = model_lib.make_loss_fn(model, config, axis, register_for_kfac=config.optimizer.name == "kfac")
+    updater = optimizers.build_updater(config, loss_fn,
+                                       lambda: (put(device_batch(local)) for _ in itertools.count()))
+    layout = updater.layout
+    put, replicate = layout.put, layout.replicate
+    batch = device_batch(local)
+    params, state = jax.jit(model.init, static_argnames="is_training")(
+        key, batch["inputs"][0], is_training=True, step=jnp.int32(0))
+    parameters = sum(x.size for x in jax.tree.leaves(params))
+    params_r, state_r = replicate(params), replicate(state)
+    opt_state_r = updater.init(params_r, state_r, replicate(key), put(batch))
+    keys = _step_keys(key, 0, device_ids)
+    compiled_memory = None
+    if hasattr(updater, "_update"):  # optax: XLA's memory analysis of the jitted step
+      try:
+        analysis = updater._update.lower(params_r, state_r, opt_state_r, put(keys), put(batch)).compile()
+        m = analysis.memory_analysis()
+        compiled_memory = {k: int(getattr(m, k)) for k in (
+            "argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
+            "generated_code_size_in_bytes") if hasattr(m, k)}
+      except Exception:  # best effort: not every backend analyses memory
+        compiled_memory = None
+    started = time.perf_counter()
+    params_r, state_r, opt_state_r, step_metrics = updater.update(
+        params_r, state_r, opt_state_r, put(keys), put(batch), 0)
+    loss = float(_unreplicate(step_metrics)["loss"])
+    step_seconds = time.perf_counter() - started
+    eval_step = layout.compile(model_lib.make_eval_fn(model, config, layout.axis),
+                               num_replicated=2, num_args=4)
+    eval_batch = data.shard_for_pmap({**zeros(config.eval_batch_size // process_count),
+                                      "mask": np.ones(config.eval_batch_size // process_count,
+                                                      np.float32)}, num_devices)
+    eval_batch["step"] = np.zeros((num_devices,), np.int32)
+    jax.block_until_ready(eval_step(params_r, state_r, put(keys), put(eval_batch)))
+  memory = {}
+  for device in jax.local_devices():
+    stats = device.memory_stats() or {}
+    memory[str(device)] = {k: int(stats[k]) for k in ("bytes_in_use", "peak_bytes_in_use", "bytes_limit")
+                           if k in stats} or "not reported by this backend"
+  return {"model": config.model.name, "parameters": int(parameters), "optimizer": config.optimizer.name,
+          "batch_size": config.batch_size, "per_device_batch_shapes": {
+              k: list(v.shape[1:]) for k, v in batch.items() if k != "step"},
+          "devices": f"{num_devices} local x {process_count} process(es), {jax.devices()[0].device_kind}",
+          "first_step_seconds_with_compilation": step_seconds, "loss": loss,
+          "compiled_step_memory_bytes": compiled_memory, "memory_per_device": memory}
+
+
+def _end_after_a_lost_process(checkpoint_dir: str):
+  """What a process does when another one of the run is gone: a short message naming it and
+  the last complete checkpoint, then exit 1 at once (its collectives would never finish)."""
+  def on_lost(process: int, how: str) -> None:
+    steps = checkpoint.steps_on_disk(checkpoint_dir)
+    last = (f"{paths.join(checkpoint_dir, str(steps[-1]))} (step {steps[-1]})" if steps
+            else "none yet")
+    sys.stdout.flush()
+    print(f"error: process {process} {how}; process {jax.process_index()} stops too. Last "
+          f"complete checkpoint: {last}; re-launch every process with the same command to resume.",
+          file=sys.stderr, flush=True)
+    os._exit(1)
+  return on_lost
 
 
 def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str) -> dict:
@@ -260,14 +295,16 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
   total = config.train_steps
 
   writer = metrics_lib.MetricsWriter(workdir, enabled=chief)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), config.keep_checkpoints,
+  ckpt = checkpoint.Checkpointer(paths.join(workdir, "checkpoints"), config.keep_checkpoints,
                                  config.get("keep_checkpoint_every", 0), chief=chief)
   base_key = jax.random.PRNGKey(config.seed)
   init_key, train_key, eval_key = jax.random.split(base_key, 3)
   device_ids = np.arange(num_devices) + process_index * num_devices
 
   with model_lib.precision_policy(config.precision), parallel.single_threaded_host_blas(), \
-      _PreemptionFlag() as preemption:
+      multihost.PreemptionFlag() as preemption, \
+      multihost.LivenessWatch(_end_after_a_lost_process(ckpt.directory)):
+    agreement = multihost.PreemptionAgreement(preemption)
     model = model_lib.build_model(config.model)
     is_kfac = config.optimizer.name == "kfac"
     axis = optimizers.axis_name(config.optimizer)  # the updater's layout's axis
@@ -326,8 +363,8 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
       opt_state_r = opt_state_from_checkpoint(restored["opt_state"])
       history = [r for r in writer.truncate_after(start) if r["split"] != TRAIN_STEP_SPLIT]
       logging.info("Resuming %s from step %d (%s).", workdir, start, ckpt.path(start))
-    elif chief and os.path.exists(writer.path):
-      os.remove(writer.path)  # a fresh run in an old workdir without checkpoints
+    elif chief and paths.exists(writer.path):
+      paths.remove(writer.path)  # a fresh run in an old workdir without checkpoints
     del params, state
     logging.info("Model %s: %s parameters on %d device(s) x %d process(es).", config.model.name,
                  f"{sum(x.size for x in jax.tree.leaves(params_r)) // num_devices:,}",
@@ -349,13 +386,21 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
       last_ckpt = step
 
     pending: list[tuple[int, Any]] = []
-    clock = {"time": time.time(), "step": start}
+    # Timings of the steps since the last metrics line, evaluations and saves excluded:
+    # seconds the host waited for input batches (`data`) and for the devices (`device`:
+    # dispatching a step, the preemption agreement, the metrics sync).
+    clock = {"time": time.perf_counter(), "step": start, "data": 0.0, "device": 0.0}
+
+    def restart_clock(step: int) -> None:
+      clock.update(time=time.perf_counter(), step=step, data=0.0, device=0.0)
 
     def flush(step: int) -> None:
       """Host-syncs the pending step metrics: NaN check, progress line, metrics.jsonl."""
       if not pending:
         return
+      synced = time.perf_counter()
       records = [{k: float(v) for k, v in _unreplicate(m).items()} for _, m in pending]
+      clock["device"] += time.perf_counter() - synced
       for (s, _), r in zip(pending, records):
         if not math.isfinite(r["loss"]):
           where = (f"{ckpt.path(last_ckpt)} (step {last_ckpt}); re-running resumes from it"
@@ -365,11 +410,14 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
               f"last good checkpoint: {where}. Lower the learning rate or check the "
               "model/initialization.", step=s)
       pending.clear()
-      now = time.time()
-      rate = (step - clock["step"]) / max(now - clock["time"], 1e-9)
-      clock.update(time=now, step=step)
+      steps, elapsed = step - clock["step"], max(time.perf_counter() - clock["time"], 1e-9)
+      rate = steps / elapsed
       values = _mean_records(records)
-      values.update(steps_per_sec=rate, examples_per_sec=rate * config.batch_size)
+      values.update(steps_per_sec=rate, examples_per_sec=rate * config.batch_size,
+                    step_time_s=elapsed / max(steps, 1), data_wait_s=clock["data"] / max(steps, 1),
+                    data_wait_fraction=min(clock["data"] / elapsed, 1.0),
+                    device_utilization=min(clock["device"] / elapsed, 1.0))
+      restart_clock(step)
       writer.write(step, TRAIN_STEP_SPLIT, values)
       eta = (total - step) / max(rate, 1e-9)
       logging.info("step %d/%d  loss %.4f  %.2f steps/s  ETA %s", step, total, values["loss"], rate,
@@ -383,9 +431,12 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
     profile_start = start + 2 if config.profile_steps > 0 and start + 2 < total else -1
     profile_stop = min(profile_start + config.profile_steps, total)
     while step < total:
+      waited = time.perf_counter()
       batch, keys = next(device_items)
+      dispatched = time.perf_counter()
+      clock["data"] += dispatched - waited
       if step == profile_start:
-        jax.profiler.start_trace(os.path.join(workdir, "profile"), create_perfetto_trace=True)
+        jax.profiler.start_trace(paths.join(workdir, "profile"), create_perfetto_trace=True)
       params_r, state_r, opt_state_r, step_metrics = updater.update(
           params_r, state_r, opt_state_r, keys, batch, step)
       step += 1
@@ -393,11 +444,13 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
         jax.block_until_ready(step_metrics)
         jax.profiler.stop_trace()
         logging.info("Profile of steps %d-%d written to %s.", profile_start, step - 1,
-                     os.path.join(workdir, "profile"))
+                     paths.join(workdir, "profile"))
       pending.append((step, step_metrics))
       is_last = step == total
       do_eval = is_last or (config.eval_every > 0 and step % config.eval_every == 0)
-      preempted = preemption.requested  # read once: the save and the exit below agree
+      signals = agreement.check(step)  # the same on every process at this step
+      preempted = signals is not None
+      clock["device"] += time.perf_counter() - dispatched
       do_ckpt = is_last or preempted or (
           config.checkpoint_every > 0 and step % config.checkpoint_every == 0)
       if do_eval or do_ckpt or step % max(config.log_every, 1) == 0:
@@ -406,19 +459,21 @@ def _run(config: ml_collections.ConfigDict, dataset: data.Dataset, workdir: str)
         evaluate(step)
       if do_ckpt:
         save(step)
+      if do_eval or do_ckpt:
+        restart_clock(step)
       if preempted and not is_last:
-        logging.warning("Preempted: checkpoint at step %d in %s; re-run the same command to resume.",
-                        step, ckpt.path(step))
+        logging.warning("Preempted: checkpoint at step %d in %s; re-run the same command to resume "
+                        "(%s).", step, ckpt.path(step), multihost.describe(signals))
         writer.close()
         ckpt.close()
-        raise SystemExit(128 + preemption.signum)
+        raise SystemExit(128 + max(signals.values()))
     device_items.close()
 
     if not any(r["step"] == total for r in history):
       evaluate(total)  # a finished run re-launched: report without training
     summary = metrics_lib.summarize(history)
     if chief:
-      metrics_lib.write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+      metrics_lib.write_json_atomic(paths.join(workdir, "summary.json"), summary)
     writer.close()
     ckpt.close()
   return summary

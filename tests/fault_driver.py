@@ -5,7 +5,11 @@ usage: python fault_driver.py <fault> <step> <experiments.main flags...>
 Faults: kill_before_commit (SIGKILL after the checkpoint's files are written,
 before orbax renames its temporary directory), kill_before_manifest (SIGKILL
 after the rename, before the checksum manifest), disk_full (the checkpoint
-write fails the way tensorstore reports ENOSPC, after writing part of it).
+write fails the way tensorstore reports ENOSPC, after writing part of it);
+sigterm_at_host_copy / sigkill_at_host_copy (the signal to this process at the
+<step>-th (0-based) call of the host copy `train._unreplicate`, which the
+metrics flush, the evaluation and the checkpoint save go through),
+sigterm_at_update (SIGTERM while step <step> is dispatched).
 """
 
 import os
@@ -18,6 +22,8 @@ from orbax.checkpoint._src.path import atomicity
 
 from experiments import checkpoint
 from experiments import main as launcher
+from experiments import optimizers
+from experiments import train
 
 fault, step = sys.argv[1], sys.argv[2]
 
@@ -55,6 +61,33 @@ elif fault == "disk_full":
     return save(self, s, *args, **kwargs)
 
   ocp.CheckpointManager.save = full_save
+elif fault in ("sigterm_at_host_copy", "sigkill_at_host_copy"):
+  unreplicate, calls = train._unreplicate, []
+  signum = signal.SIGTERM if fault == "sigterm_at_host_copy" else signal.SIGKILL
+
+  def signalling_unreplicate(tree):
+    calls.append(None)
+    if len(calls) - 1 == int(step):
+      os.kill(os.getpid(), signum)
+    return unreplicate(tree)
+
+  train._unreplicate = signalling_unreplicate
+elif fault == "sigterm_at_update":
+  build_updater = optimizers.build_updater
+
+  def signalling_build_updater(*args, **kwargs):
+    updater = build_updater(*args, **kwargs)
+    update = updater.update
+
+    def signalling_update(params, state, opt_state, rng, batch, s):
+      if s == int(step):
+        os.kill(os.getpid(), signal.SIGTERM)
+      return update(params, state, opt_state, rng, batch, s)
+
+    updater.update = signalling_update
+    return updater
+
+  optimizers.build_updater = signalling_build_updater
 else:
   raise SystemExit(f"unknown fault {fault!r}")
 

@@ -266,6 +266,48 @@ def test_train_writes_workdir_contract(tmp_path):
   assert [json.loads(l) for l in open(tmp_path / "metrics.jsonl")] == records
 
 
+def test_step_timings_show_an_input_bound_run(tmp_path, monkeypatch):
+  """Each batch takes 50 ms to produce, far more than the tiny step: the metrics lines
+  say the run waits for its input, and timings stay out of summary.json."""
+  get_dataset = data.get_dataset
+
+  def slow_dataset(config):
+    dataset = get_dataset(config)
+    batches = dataset.train_batches
+
+    def slow_batches(*args, **kwargs):
+      for batch in batches(*args, **kwargs):
+        time.sleep(0.05)
+        yield batch
+
+    dataset.train_batches = slow_batches
+    return dataset
+
+  monkeypatch.setattr(data, "get_dataset", slow_dataset)
+  summary = train.run(load(eval_every=0, checkpoint_every=0), str(tmp_path))
+  lines = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  steps = [r for r in lines if r["split"] == train.TRAIN_STEP_SPLIT]
+  assert [r["step"] for r in steps] == [3, 6, 9, 12]
+  for r in steps[2:]:  # after the compilation and the batches prefetched meanwhile
+    assert 0.04 < r["data_wait_s"] <= r["step_time_s"] == pytest.approx(1 / r["steps_per_sec"])
+    assert r["data_wait_fraction"] > 0.5 and 0 <= r["device_utilization"] < 0.5
+  assert not any(k.startswith(("data_wait", "device_util", "step_time")) for k in summary["final"])
+
+
+def test_dry_run_builds_and_steps_without_a_workdir(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  for variant, optimizer in (("", "sgd"), ("kfac", "kfac")):
+    report = train.dry_run(load(variant))
+    assert report["optimizer"] == optimizer and np.isfinite(report["loss"])
+    assert report["per_device_batch_shapes"] == {"inputs": [32, 8, 8, 1], "labels": [32]}
+    assert report["parameters"] == 8 * 8 * 32 + 32 + 32 * 10 + 10 + 2 * 32  # linear, linear, BN scale/offset
+    assert set(report["memory_per_device"]) == {str(d) for d in jax.local_devices()}
+  assert report["compiled_step_memory_bytes"] is None  # K-FAC compiles its own step
+  assert os.listdir(tmp_path) == []
+  with pytest.raises(train.validate.ConfigError, match="config.batch_size"):
+    train.dry_run(load(batch_size=0))
+
+
 def test_pmap_two_devices_equals_one_device(tmp_path):
   """Same global batch on 1 and 2 devices gives the same model (up to float reassociation)."""
   assert jax.local_device_count() == 2
