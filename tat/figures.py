@@ -270,7 +270,7 @@ def trace_figure(out_dir: str, quick: bool = True) -> tuple[str, dict]:
   data = {}
   for ax, name in zip(axes, PLAIN_NETS):
     for c0, color in ((0.0, "C0"), (0.6, "C1")):
-      rows = traced_vs_empirical(name, a, c0=c0, pairs=4 if quick else 16, nets=2 if quick else 5)
+      rows = traced_vs_empirical(name, a, c0=c0, pairs=8, nets=4 if quick else 8)
       data[(name, c0)] = rows
       d, pred, emp, std = map(np.array, zip(*rows))
       ax.plot(d, pred, "--", color=color, label=f"traced C map, c0={c0}")

@@ -331,9 +331,7 @@ def _source(eqn, what: str, context: str, site=None) -> Op:
 _IDENTITY = {"convert_element_type", "copy", "copy_p", "reduce_precision", "stop_gradient"}
 _CALLS = {"pjit": "jaxpr", "jit": "jaxpr", "closed_call": "call_jaxpr", "core_call": "call_jaxpr",
           "custom_jvp_call": "call_jaxpr", "custom_vjp_call": "call_jaxpr",
-          "custom_vjp_call_jaxpr": "fun_jaxpr", "remat": "jaxpr", "checkpoint": "jaxpr",
-          "custom_lin": None}
-_LINEAR_ADD = {"add": 1.0, "add_any": 1.0, "sub": -1.0}
+          "custom_vjp_call_jaxpr": "fun_jaxpr", "remat": "jaxpr", "checkpoint": "jaxpr"}
 
 
 class _Builder:
@@ -426,8 +424,7 @@ class _Builder:
     if all(isinstance(v, Const) for v in ins):
       return self.const_eqn(eqn, ins, shapes)
     if prim in _CALLS:
-      key = _CALLS[prim]
-      sub = eqn.params.get(key) if key else None
+      sub = eqn.params.get(_CALLS[prim])
       if sub is not None:
         inner = getattr(sub, "jaxpr", sub)
         consts = getattr(sub, "consts", ())
