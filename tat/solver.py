@@ -1,8 +1,10 @@
 """Activation transformations: TAT (leaky ReLU and smooth), DKS, EOC, PReLU.
 
 All solvers take the network as an architecture function ``arch(ops, x)``
-(see :mod:`tat.arch`), the same one that builds the Haiku network, and use its
-subnetwork maximizing function M_{f,r} for the global conditions:
+(see :mod:`tat.arch`), the same one that builds the Haiku network, or as the
+trace of an ordinary Haiku network (``tat.trace.from_haiku(net, x)``, which is
+such a function), and use its subnetwork maximizing function M_{f,r} for the
+global conditions:
 
 * TAT, leaky ReLU (section 4, Alg. 1): negative slope a such that
   max_f C_f(0) = eta using the closed form eq. 9; TReLU = sqrt(2/(1+a^2)) LReLU_a.
@@ -104,7 +106,8 @@ def search_increasing(fn, target: float, lo: float, hi: float, points: int = 256
 
 def _check_arch(arch):
   if not callable(arch):
-    raise ValueError("arch must be an architecture function arch(ops, x) (see tat.arch)")
+    raise ValueError("arch must be an architecture function arch(ops, x) (see tat.arch) or a "
+                     "traced Haiku network (tat.trace.from_haiku(net, x))")
 
 
 def _subnet_max_np(arch, x0, r_fn):
