@@ -184,7 +184,7 @@ def test_quiet_startup_defaults_respect_the_users_environment():
 
 
 ABSL_CLIS = ("experiments.main", "experiments.reproduce", "experiments.bench", "experiments.evaluate")
-ARGPARSE_CLIS = ("tat.solve", "tat.bench", "tat.figures")
+ARGPARSE_CLIS = ("tat.solve", "tat.bench", "tat.figures", "tat.trace")
 
 
 def test_every_cli_is_covered():
