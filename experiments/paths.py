@@ -193,10 +193,13 @@ class WorkdirLock:
             "start": _process_start(pid), "renewed": time.time()}
 
   def _read(self) -> dict | None:
+    """The lease record, or None where there is none (a lock file of the earlier flock
+    scheme holds a bare pid, and a flock dies with its process: nothing holds it)."""
     try:
-      return json.loads(read_text(self.path))
+      record = json.loads(read_text(self.path))
     except (OSError, ValueError):
       return None
+    return record if isinstance(record, dict) else None
 
   def _held_by_other(self, record: dict | None) -> bool:
     if not record or record.get("token") == self.token:

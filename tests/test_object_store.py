@@ -182,3 +182,15 @@ def test_damaged_checkpoint_is_moved_and_unfinished_write_removed(bucket):
   assert checkpoint.drop_damaged(ckpts, f"{WORKDIR}/damaged_checkpoints") == [6]
   assert paths.listdir(ckpts) == ["3"]
   assert paths.read_text(f"{WORKDIR}/damaged_checkpoints/6/state/data") == "WEIGHTS of step 6"
+
+
+def test_lock_file_of_the_earlier_flock_scheme_does_not_block_a_resume(tmp_path):
+  """Workdirs made before the lease lock hold a bare pid in .lock (a flock, released when
+  its process ended): re-launching there must take the lock, not crash on the record."""
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, ".lock"), "w") as f:
+    f.write(str(os.getpid()))
+  with paths.WorkdirLock(workdir) as lock:
+    assert json.loads(paths.read_text(f"{workdir}/.lock"))["token"] == lock.token
+  assert not os.path.exists(os.path.join(workdir, ".lock"))
