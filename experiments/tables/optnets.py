@@ -198,8 +198,9 @@ def run_table2(ctx: reproduce.Context) -> str:
 
 
 def _mean_std(values) -> str:
-  v = np.asarray(values)
-  return f"{v.mean():.5f}" + (f" ± {v.std(ddof=1):.5f} (n={len(v)})" if len(v) > 1 else "")
+  """'mean' or 'mean ± sd (n=N)' over seeds, from reproduce.mean_std."""
+  mean, sd = reproduce.mean_std(values)
+  return f"{mean:.5f}" + (f" ± {sd:.5f} (n={len(values)})" if len(values) > 1 else "")
 
 
 def table2_report(ctx: reproduce.Context, st: dict) -> str:
